@@ -1,0 +1,39 @@
+"""The exceptions a timer store raises on purpose.
+
+Every one names what was wrong (`field` or `key`), so callers and the CLI can print one precise
+line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class InvalidTimerValue(ValueError):
+    """An argument of a store call has the right type but a value the store refuses."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class InvalidTimerType(TypeError):
+    """An argument of a store call has the wrong type."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class TimerStoreConfigError(ValueError):
+    """The `timer_store` configuration is invalid; `key` names the offending setting."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"timer_store.{key}: {problem}")
+        self.key = key
+
+
+class StoreUnavailableError(ConnectionError):
+    """The backing service could not be reached or did not answer in time.
+
+    Stores raise this (instead of their client library's errors) for every failure that means
+    "try elsewhere", so `FallbackTimerStore` can react without knowing the backend.
+    """

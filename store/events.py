@@ -1,0 +1,20 @@
+"""The event hook through which stores and the service report what they did.
+
+Logs are for operators; events are for the harness. A pod passes a sink that writes the history
+file, the simulator one that records with the true simulated time. Both receive the same kinds
+and fields (see `harness.history` for the schema), so the checker needs no special cases.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class EventSink(Protocol):
+    """Receives one event: a kind such as "schedule" or "fallback_activated", and its fields."""
+
+    def __call__(self, kind: str, /, **fields: Any) -> None: ...
+
+
+def null_sink(kind: str, /, **fields: Any) -> None:
+    """The default sink: drops events (a production pod without a history file)."""

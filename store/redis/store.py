@@ -1,0 +1,431 @@
+"""`RedisTimerStore`: timers shared by every pod through Redis.
+
+Every operation is one Lua script per bucket, so it is atomic and costs one round trip:
+`store_timer` replaces and versions in one step, a conditional delete compares the exact stored
+time, `get_expired_timers` reads a whole bucket's due timers at once, and `claim_due` claims a
+batch under a lease. Connectivity failures surface as `StoreUnavailableError`, which is what
+`FallbackTimerStore` reacts to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis.exceptions as rexc
+import structlog
+from redis.asyncio.cluster import RedisCluster
+
+from store.base import SessionTimerStore
+from store.capabilities import (
+    CancelResult,
+    Claim,
+    ClaimBatch,
+    Horizon,
+    JournalEntry,
+    ReconcileOutcome,
+    Stamp,
+)
+from store.errors import StoreUnavailableError
+from store.events import EventSink, null_sink
+from store.redis.clients import RedisClient, build_client
+from store.redis.codec import decode_lease_entry, decode_record, encode_body
+from store.redis.keys import KeyScheme
+from store.redis.scripts import Scripts
+from store.redis.settings import RedisSettings
+from store.timer import SessionTimer
+from store.validation import check_id, check_time, encode_metadata
+
+if TYPE_CHECKING:
+    from store.config import EndpointConfig
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    rexc.ConnectionError,  # includes refused connections, auth failures, sentinel lookups
+    rexc.TimeoutError,
+    rexc.ClusterDownError,
+    rexc.TryAgainError,
+    rexc.ReadOnlyError,  # a client still talking to a master that was demoted by a failover
+    rexc.SlotNotCoveredError,
+    rexc.RedisClusterException,  # no startup node reachable
+    OSError,
+    asyncio.TimeoutError,
+)
+"""Errors that mean "Redis cannot be reached now" rather than "this call is wrong"."""
+
+_RECONCILE_CONCURRENCY = 32
+
+
+class RedisTimerStore(SessionTimerStore):
+    """The reference Redis store: standalone, cluster or sentinel, from `endpoint_config`.
+
+    `client` injects a ready redis-py asyncio client (the simulator passes one bound to its
+    embedded Redis); `rng` makes the epoch candidate reproducible. Both default to production
+    behaviour.
+    """
+
+    origin = "redis"
+
+    def __init__(
+        self,
+        endpoint_config: EndpointConfig | None = None,
+        *,
+        client: RedisClient | None = None,
+        rng: random.Random | None = None,
+        sink: EventSink = null_sink,
+    ) -> None:
+        super().__init__(endpoint_config)
+        self.settings = RedisSettings.from_endpoint_config(endpoint_config)
+        self.keys = KeyScheme(self.settings.key_prefix, self.settings.buckets)
+        self.sink = sink
+        self._injected = client
+        self._client: RedisClient | None = None
+        self._scripts: Scripts | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._build_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._closed = False
+        self._epoch_base = f"{(rng or random.SystemRandom()).getrandbits(48):012x}"
+        self._seen: dict[int, tuple[str, int]] = {}
+        self._rotation = 0
+        self.data_losses = 0
+        """How many times this client saw Redis lose data (reset or rolled back)."""
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the connections; safe inside a running loop, after it ended, and twice."""
+        if self._closed:
+            return
+        self._closed = True
+        client, self._client, self._scripts = self._client, None, None
+        if client is None or self._injected is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and loop is self._loop:
+            # Let the loop finish closing; keep a reference so the task is not collected.
+            self._closing = loop.create_task(client.aclose())
+        # After the owning loop ended its sockets are gone with it; nothing left to await.
+
+    async def aclose(self) -> None:
+        """Async close, for callers that can await (tests, the runner)."""
+        client = self._client
+        self.close()
+        if client is not None and self._injected is None:
+            with contextlib.suppress(*UNAVAILABLE, RuntimeError):
+                await client.aclose()
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailableError` unless Redis answers (the fallback's probe)."""
+        await self._ready()
+        assert self._client is not None
+        with self._translate():
+            await self._client.ping()
+
+    async def check(self) -> list[str]:
+        """Start-up checks: reachability, and eviction that would drop timers silently.
+
+        Returns the warnings it logged. A Redis whose `maxmemory-policy` evicts keys can lose
+        timers without any error, so this is loud about it.
+        """
+        await self.ping()
+        warnings: list[str] = []
+        try:
+            assert self._client is not None
+            with self._translate():
+                config = await self._client.config_get("maxmemory-policy")
+        except rexc.ResponseError:  # CONFIG may be forbidden by ACL or renamed: not our call
+            return warnings
+        values = config.values() if isinstance(config, dict) else []
+        for policy in {str(v) for v in values}:
+            if policy != "noeviction":
+                log.warning("timer_store.redis.eviction_risk", maxmemory_policy=policy)
+                warnings.append(f"maxmemory-policy is {policy}: Redis may evict timers")
+        return warnings
+
+    # -- the five documented methods --------------------------------------------------------
+
+    async def store_timer(
+        self,
+        sender_id: str,
+        session_id: str | None,
+        scheduled_time: float,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        await self.write_timer(sender_id, session_id, scheduled_time, metadata)
+
+    async def delete_timer(
+        self, sender_id: str, only_if_scheduled_time: float | None = None
+    ) -> bool:
+        check_id("sender_id", sender_id)
+        if only_if_scheduled_time is None:
+            return (await self.cancel_timer(sender_id)).existed
+        expected = check_time("only_if_scheduled_time", only_if_scheduled_time)
+        bucket = self.keys.keys(self.keys.bucket_of(sender_id))
+        deleted = await self._call(
+            lambda s: s.delete_if(keys=[bucket.due, bucket.rec], args=[sender_id, repr(expected)])
+        )
+        return bool(deleted)
+
+    async def get_timer(self, sender_id: str) -> SessionTimer | None:
+        check_id("sender_id", sender_id)
+        bucket = self.keys.keys(self.keys.bucket_of(sender_id))
+        reply = await self._call(lambda s: s.get(keys=[bucket.due, bucket.rec], args=[sender_id]))
+        if not reply or reply[1] is None:
+            return None
+        return decode_record(sender_id, float(reply[0]), reply[1])[1]
+
+    async def get_expired_timers(self, cutoff_time: float | None = None) -> list[SessionTimer]:
+        cutoff = repr(check_time("cutoff_time", self._check_time_for_expired(cutoff_time)))
+        replies = await self._each_bucket(
+            lambda s, b: s.expired(keys=[b.due, b.rec], args=[cutoff])
+        )
+        timers = [
+            decode_record(reply[i], float(reply[i + 1]), reply[i + 2])[1]
+            for reply in replies
+            for i in range(0, len(reply), 3)
+        ]
+        timers.sort(key=lambda timer: timer.scheduled_time)
+        return timers
+
+    # -- ClaimingStore ----------------------------------------------------------------------
+
+    async def write_timer(
+        self,
+        sender_id: str,
+        session_id: str | None,
+        scheduled_time: float,
+        metadata: dict[str, Any] | None = None,
+    ) -> Stamp:
+        check_id("sender_id", sender_id)
+        check_id("session_id", session_id, optional=True)
+        when = check_time("scheduled_time", scheduled_time)
+        body = encode_body(session_id, encode_metadata(metadata))
+        index = self.keys.bucket_of(sender_id)
+        bucket = self.keys.keys(index)
+        reply = await self._call(
+            lambda s: s.store(
+                keys=[bucket.due, bucket.rec, bucket.meta],
+                args=[sender_id, repr(when), body, self._floor(index), self._epoch_candidate(index)],
+            )
+        )
+        version, epoch = int(reply[0]), str(reply[1])
+        self._observe(index, epoch, int(reply[2]), int(reply[3]))
+        return Stamp(version, f"{epoch}:{version}", self.origin)
+
+    async def cancel_timer(self, sender_id: str) -> CancelResult:
+        check_id("sender_id", sender_id)
+        index = self.keys.bucket_of(sender_id)
+        bucket = self.keys.keys(index)
+        reply = await self._call(
+            lambda s: s.cancel(
+                keys=[bucket.due, bucket.rec, bucket.meta, bucket.tomb],
+                args=[
+                    sender_id,
+                    self._floor(index),
+                    self._epoch_candidate(index),
+                    self.settings.tombstone_limit,
+                ],
+            )
+        )
+        version, epoch = int(reply[1]), str(reply[2])
+        self._observe(index, epoch, int(reply[3]), int(reply[4]))
+        return CancelResult(bool(reply[0]), Stamp(version, f"{epoch}:{version}", self.origin))
+
+    async def claim_due(self, now: float, *, limit: int, lease_until: float | None) -> ClaimBatch:
+        at = repr(check_time("now", now))
+        until = "" if lease_until is None else repr(check_time("lease_until", lease_until))
+        shares = self._shares(limit)
+
+        def claim(s: Scripts, index: int) -> Awaitable[Any]:
+            b = self.keys.keys(index)
+            return s.claim(  # type: ignore[no-any-return]
+                keys=[b.due, b.rec, b.meta, b.lease, b.leased],
+                args=[at, until, shares[index], self._floor(index), self._epoch_candidate(index)],
+            )
+
+        replies = await self._each_bucket_index(claim)
+        claims: list[Claim] = []
+        remaining = 0
+        oldest: float | None = None
+        for index, reply in enumerate(replies):
+            self._observe(index, str(reply[0]), int(reply[1]), int(reply[2]))
+            remaining += int(reply[3])
+            if reply[4]:
+                oldest = float(reply[4]) if oldest is None else min(oldest, float(reply[4]))
+            for i in range(5, len(reply), 2):
+                entry = decode_lease_entry(reply[i + 1])
+                claims.append(
+                    Claim(
+                        timer=entry.timer,
+                        fire_id=reply[i],
+                        version=entry.version,
+                        attempt=entry.attempt,
+                        leased=lease_until is not None,
+                        origin=self.origin,
+                    )
+                )
+        return ClaimBatch(claims, remaining, oldest)
+
+    async def complete(self, claims: Sequence[Claim]) -> None:
+        by_bucket: dict[int, list[str]] = {}
+        for claim in claims:
+            if claim.leased:
+                by_bucket.setdefault(self.keys.bucket_of(claim.timer.sender_id), []).append(
+                    claim.fire_id
+                )
+        if not by_bucket:
+            return
+
+        async def release(s: Scripts, index: int, fire_ids: list[str]) -> None:
+            b = self.keys.keys(index)
+            await s.complete(keys=[b.lease, b.leased], args=fire_ids)
+
+        scripts = await self._ready()
+        with self._translate():
+            await asyncio.gather(*(release(scripts, i, ids) for i, ids in by_bucket.items()))
+
+    # -- ReconcilingStore -------------------------------------------------------------------
+
+    def horizon(self) -> Horizon:
+        """Per bucket, the epoch and newest version this client has seen."""
+        return {str(index): seen for index, seen in self._seen.items()}
+
+    async def reconcile(
+        self, entries: Sequence[JournalEntry], horizon: Horizon
+    ) -> list[ReconcileOutcome]:
+        gate = asyncio.Semaphore(_RECONCILE_CONCURRENCY)
+
+        async def one(entry: JournalEntry) -> ReconcileOutcome:
+            index = self.keys.bucket_of(entry.sender_id)
+            epoch, seq = horizon.get(str(index), ("", 0))
+            b = self.keys.keys(index)
+            timer = entry.timer
+            if timer is None:
+                op, when, body = "del", "0", ""
+            else:
+                op, when = "set", repr(timer.scheduled_time)
+                body = encode_body(timer.session_id, encode_metadata(timer.metadata))
+            async with gate:
+                reply = await self._call(
+                    lambda s: s.reconcile(
+                        keys=[b.due, b.rec, b.meta, b.tomb],
+                        args=[
+                            entry.sender_id, epoch, seq, op, when, body, self._floor(index),
+                            self._epoch_candidate(index), self.settings.tombstone_limit,
+                            "" if entry.unacked_time is None else repr(entry.unacked_time),
+                            "1" if entry.unacked_cancel else "",
+                        ],
+                    )
+                )  # fmt: skip
+            self._observe(index, str(reply[2]), int(reply[3]), int(reply[4]))
+            applied = bool(reply[0])
+            stamp = Stamp(int(reply[1]), f"{reply[2]}:{reply[1]}", self.origin) if applied else None
+            return ReconcileOutcome(
+                entry.sender_id, applied, stamp, int(reply[5]), verified=bool(reply[6])
+            )
+
+        return list(await asyncio.gather(*(one(entry) for entry in entries)))
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _ready(self) -> Scripts:
+        """The scripts of a client bound to the running loop (rebuilt if the loop changed).
+
+        A cluster client is initialised here, once, before any command: redis-py's asyncio
+        cluster client races its lazy initialisation against concurrent first commands and
+        closes connections under them ("Connection closed by server"), which its default
+        retries would hide and our no-retry policy would not.
+        """
+        if self._closed:
+            raise RuntimeError("this RedisTimerStore is closed")
+        loop = asyncio.get_running_loop()
+        if self._scripts is not None and (self._injected is not None or loop is self._loop):
+            return self._scripts
+        if self._build_lock is None or self._build_lock[0] is not loop:
+            self._build_lock = (loop, asyncio.Lock())
+        async with self._build_lock[1]:
+            if self._scripts is None or (self._injected is None and loop is not self._loop):
+                client = self._injected or build_client(self.settings)
+                if isinstance(client, RedisCluster):
+                    with self._translate():
+                        await client.initialize()
+                self._client, self._scripts, self._loop = client, Scripts.register(client), loop
+        return self._scripts
+
+    async def _call(self, run: Callable[[Scripts], Awaitable[T]]) -> T:
+        scripts = await self._ready()
+        with self._translate():
+            return await run(scripts)
+
+    async def _each_bucket(self, run: Callable[[Scripts, Any], Awaitable[T]]) -> list[T]:
+        return await self._each_bucket_index(lambda s, i: run(s, self.keys.keys(i)))
+
+    async def _each_bucket_index(self, run: Callable[[Scripts, int], Awaitable[T]]) -> list[T]:
+        scripts = await self._ready()
+        with self._translate():
+            if self.keys.buckets == 1:
+                return [await run(scripts, 0)]
+            return list(await asyncio.gather(*(run(scripts, i) for i in range(self.keys.buckets))))
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except rexc.NoScriptError:
+            raise
+        except UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"{self.settings.describe()}: {_describe(exc)}") from exc
+
+    def _shares(self, limit: int) -> list[int]:
+        """Split `limit` over the buckets, rotating the remainder so no bucket starves.
+
+        Every bucket is still called (with share 0 if need be): the call refreshes this
+        client's horizon there and reports its backlog.
+        """
+        count = self.keys.buckets
+        base, extra = divmod(limit, count)
+        start = self._rotation % count
+        self._rotation += 1
+        return [base + (1 if (index - start) % count < extra else 0) for index in range(count)]
+
+    def _epoch_candidate(self, bucket: int) -> str:
+        """The epoch this client proposes for a bucket Redis has no epoch for.
+
+        Versions count per bucket, so the bucket is part of the epoch: `epoch:version`
+        (instance and fire ids) is then unique across the whole deployment.
+        """
+        return f"{self._epoch_base}.{bucket}"
+
+    def _floor(self, bucket: int) -> int:
+        return self._seen.get(bucket, ("", 0))[1]
+
+    def _observe(self, bucket: int, epoch: str, seq: int, lost: int) -> None:
+        """Track the newest version seen, and report data Redis lost since we last looked."""
+        known = self._seen.get(bucket)
+        if known is not None and (known[0] != epoch or lost > 0):
+            self.data_losses += 1
+            reason = "reset" if known[0] != epoch else "rolled_back"
+            log.warning(
+                "timer_store.redis.data_loss_detected",
+                bucket=bucket,
+                reason=reason,
+                versions_lost=lost,
+            )
+            self.sink("redis_data_loss", bucket=bucket, reason=reason, versions_lost=lost)
+        newest = seq if known is None else max(seq, known[1])
+        self._seen[bucket] = (epoch, newest)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason that never includes credentials (redis-py messages do not)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
