@@ -95,7 +95,7 @@ class TimerRunner:
             if result is None or result.remaining_due == 0:
                 break
             await self._sleep(self.pacer.next_delay(result))
-        log.info(
+        (log.info if self.recovered else log.debug)(
             "timer_store.runner.recovered",
             fired=self.recovered,
             seconds=round(time.monotonic() - started, 3),

@@ -184,7 +184,7 @@ class TimerService:
         so a long outage ends without a stampede (the service itself never sleeps).
         """
         result = await self.poll_once(self.settings.batch_size)
-        log.info(
+        log.debug(
             "timer_store.service.recovery_batch",
             fired=len(result.fired),
             remaining=result.remaining_due,

@@ -214,7 +214,13 @@ class RedisTimerStore(SessionTimerStore):
         reply = await self._call(
             lambda s: s.store(
                 keys=[bucket.due, bucket.rec, bucket.meta],
-                args=[sender_id, repr(when), body, self._floor(index), self._epoch_candidate(index)],
+                args=[
+                    sender_id,
+                    repr(when),
+                    body,
+                    self._floor(index),
+                    self._epoch_candidate(index),
+                ],
             )
         )
         version, epoch = int(reply[0]), str(reply[1])
