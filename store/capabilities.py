@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from store.errors import StoreUnavailableError
 from store.timer import SessionTimer
 
 
@@ -131,6 +132,18 @@ class ReconcileOutcome:
     """The newest version the primary held for the sender (0 if none)."""
     verified: bool
     """False when the primary no longer remembers tombstones as old as the horizon."""
+
+
+class PartialReconcileError(StoreUnavailableError):
+    """The primary became unreachable part way through `reconcile`.
+
+    `done` holds the outcomes of the entries that were applied (or skipped) before the
+    failure; every other entry may or may not have reached the primary.
+    """
+
+    def __init__(self, message: str, done: list[ReconcileOutcome]) -> None:
+        super().__init__(message)
+        self.done = done
 
 
 Horizon = Mapping[str, tuple[str, int]]

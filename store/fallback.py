@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -33,6 +33,7 @@ from store.capabilities import (
     ClaimBatch,
     Horizon,
     JournalEntry,
+    PartialReconcileError,
     ReconcileOutcome,
     Stamp,
     supports_claiming,
@@ -61,6 +62,14 @@ class _Note:
     reason: str
     unacked_time: float | None = None
     unacked_cancel: bool = False
+
+
+@dataclass
+class _Pending:
+    """A journal entry taken out of memory and on its way to the primary."""
+
+    entry: JournalEntry
+    from_instance: str | None
 
 
 @dataclass
@@ -115,6 +124,8 @@ class FallbackTimerStore(SessionTimerStore):
         self._state = "primary"
         self._memory: InMemoryTimerStore | None = None
         self._journal: dict[str, _Note] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._unreleased: list[Claim] = []
         self._horizon: Horizon = {}
         self._since = 0.0
         self._next_probe = 0.0
@@ -136,7 +147,8 @@ class FallbackTimerStore(SessionTimerStore):
         """Timers that exist only in this process's memory right now (lost if it dies)."""
         if self._memory is None:
             return 0
-        return self._memory.pending_count() + len(self._memory.held_claims())
+        memory = self._memory
+        return memory.pending_count() + len(memory.held_claims()) + len(self._pending)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -148,6 +160,14 @@ class FallbackTimerStore(SessionTimerStore):
                 hint="call drain() first so a rolling deploy loses nothing",
             )
         self.primary.close()
+
+    async def aclose(self) -> None:
+        """Async close of the primary, for callers that can await."""
+        aclose = getattr(self.primary, "aclose", None)
+        if aclose is None:
+            self.close()
+        else:
+            await aclose()
 
     async def drain(self) -> bool:
         """Merge the outage's writes back if the primary answers; True when nothing is left."""
@@ -265,13 +285,18 @@ class FallbackTimerStore(SessionTimerStore):
         theirs = [claim for claim in claims if claim.origin != "fallback"]
         if mine and self._memory is not None:
             await self._memory.complete(mine)
-        if theirs and self._state != "fallback" and supports_claiming(self.primary):
-            try:
-                await self.primary.complete(theirs)  # type: ignore[attr-defined]
-            except StoreUnavailableError as exc:
-                # The leases lapse and another pod re-fires with the same fire id: a duplicate
-                # the receiver drops, never a loss.
-                self._activate(exc)
+        if not theirs or not supports_claiming(self.primary):
+            return
+        if self._state == "fallback":
+            self._unreleased.extend(theirs)
+            return
+        try:
+            await self.primary.complete(theirs)  # type: ignore[attr-defined]
+        except StoreUnavailableError as exc:
+            # Released when the primary is back; if the lease lapses first, another pod
+            # re-fires with the same fire id: a duplicate the receiver drops, never a loss.
+            self._unreleased.extend(theirs)
+            self._activate(exc)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -331,6 +356,7 @@ class FallbackTimerStore(SessionTimerStore):
             self._state = "reconciling"
             log.info("timer_store.fallback.probe_succeeded", journal=len(self._journal))
             try:
+                await self._release_leases()
                 await self._merge()
             except StoreUnavailableError as exc:
                 self._activate(exc)
@@ -338,23 +364,66 @@ class FallbackTimerStore(SessionTimerStore):
             if self._state == "reconciling":  # not failed again meanwhile
                 self._deactivate()
 
+    async def _release_leases(self) -> None:
+        """Release the leases of fires that finished while the primary was unreachable."""
+        if self._unreleased:
+            await self.primary.complete(self._unreleased)  # type: ignore[attr-defined]
+            self._unreleased.clear()
+
     async def _merge(self) -> None:
-        """Push the journal into the primary; entries leave the journal once merged."""
-        while self._journal and self._state == "reconciling":
-            senders = list(itertools.islice(self._journal, RECONCILE_CHUNK))
-            entries = [self._entry(sender) for sender in senders]
-            if not self.reconcile_enabled:
-                for sender in senders:
-                    self.sink("reconcile_dropped", sender_id=sender)
-                outcomes: list[ReconcileOutcome] = []
-            elif supports_reconcile(self.primary):
-                outcomes = await self.primary.reconcile(entries, self._horizon)  # type: ignore[attr-defined]
-            else:
-                outcomes = [await self._replay(entry) for entry in entries]
-            for entry, outcome in zip(entries, outcomes, strict=True):
-                self._record(entry, outcome)
-            for sender in senders:
+        """Push the outage's final states into the primary, one chunk at a time.
+
+        An entry leaves memory *before* it is sent: from then on only the primary may fire
+        it, so a merge that fails half way can delay a timer but never fire it twice. Entries
+        sent by a failed attempt are retried as possibly-landed writes of our own.
+        """
+        memory = self._mem()
+        while self._state == "reconciling":
+            for sender in list(itertools.islice(self._journal, RECONCILE_CHUNK)):
+                stamp = memory.stamp_of(sender)
+                self._pending[sender] = _Pending(
+                    self._entry(sender), None if stamp is None else stamp.instance
+                )
                 del self._journal[sender]
+                memory.forget(sender)
+            if not self._pending:
+                return
+            chunk = list(itertools.islice(self._pending.values(), RECONCILE_CHUNK))
+            try:
+                outcomes = await self._apply([item.entry for item in chunk])
+            except PartialReconcileError as exc:
+                self._settle(exc.done)
+                self._mark_in_doubt()
+                raise
+            except StoreUnavailableError:
+                self._mark_in_doubt()
+                raise
+            self._settle(outcomes)
+
+    async def _apply(self, entries: list[JournalEntry]) -> list[ReconcileOutcome]:
+        if not self.reconcile_enabled:
+            for entry in entries:
+                self.sink("reconcile_dropped", sender_id=entry.sender_id)
+            return [ReconcileOutcome(e.sender_id, False, None, 0, verified=False) for e in entries]
+        if supports_reconcile(self.primary):
+            return await self.primary.reconcile(entries, self._horizon)  # type: ignore[attr-defined, no-any-return]
+        return [await self._replay(entry) for entry in entries]
+
+    def _settle(self, outcomes: Sequence[ReconcileOutcome]) -> None:
+        for outcome in outcomes:
+            item = self._pending.pop(outcome.sender_id)
+            if self.reconcile_enabled:
+                self._record(item, outcome)
+
+    def _mark_in_doubt(self) -> None:
+        """What a failed attempt sent may have landed: it is ours if the primary has it."""
+        for item in self._pending.values():
+            timer = item.entry.timer
+            item.entry = replace(
+                item.entry,
+                unacked_time=None if timer is None else timer.scheduled_time,
+                unacked_cancel=timer is None,
+            )
 
     def _entry(self, sender_id: str) -> JournalEntry:
         memory = self._mem()
@@ -377,8 +446,8 @@ class FallbackTimerStore(SessionTimerStore):
             )
         return ReconcileOutcome(entry.sender_id, True, None, 0, verified=False)
 
-    def _record(self, entry: JournalEntry, outcome: ReconcileOutcome) -> None:
-        memory_stamp = self._mem().stamp_of(entry.sender_id)
+    def _record(self, item: _Pending, outcome: ReconcileOutcome) -> None:
+        entry = item.entry
         self.stats.count("applied" if outcome.applied else "skipped")
         if not outcome.verified:
             self.stats.count("unverified")
@@ -387,7 +456,7 @@ class FallbackTimerStore(SessionTimerStore):
             sender_id=entry.sender_id,
             reason=entry.reason,
             applied=outcome.applied,
-            from_instance=None if memory_stamp is None else memory_stamp.instance,
+            from_instance=item.from_instance,
             instance=None if outcome.stamp is None else outcome.stamp.instance,
             version=None if outcome.stamp is None else outcome.stamp.version,
             scheduled_time=None if entry.timer is None else entry.timer.scheduled_time,

@@ -178,6 +178,17 @@ class InMemoryTimerStore(SessionTimerStore):
         """Claims whose lease was never released (their fire failed or is still running)."""
         return [lease.claim for lease in self._leases.values()]
 
+    def forget(self, sender_id: str) -> None:
+        """Drop the sender's timer and leases without a trace (it now lives elsewhere)."""
+        entry = self._entries.get(sender_id)
+        if entry is not None:
+            self._remove(sender_id, entry)
+        for lease in [
+            lease for lease in self._leases.values() if lease.claim.timer.sender_id == sender_id
+        ]:
+            del self._leases[lease.claim.fire_id]
+            self._lease_order.remove((lease.until, lease.claim.version, lease.claim.fire_id))
+
     def timer_of(self, sender_id: str) -> SessionTimer | None:
         """The sender's armed timer, without awaiting."""
         entry = self._entries.get(sender_id)

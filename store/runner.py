@@ -11,12 +11,18 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
 
+from store.clock import Clock, SystemClock
+from store.config import EndpointConfig, create_timer_store
+from store.events import EventSink, null_sink
 from store.fallback import FallbackTimerStore
+from store.options import ServiceSettings
 from store.pacing import PollPacer
-from store.service import PollResult, TimerService
+from store.service import FireCallback, PollResult, TimerService
 
 log = structlog.get_logger(__name__)
 
@@ -119,3 +125,24 @@ class TimerRunner:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+
+def build_runner(
+    config: EndpointConfig | Mapping[str, Any] | None,
+    fire: FireCallback,
+    *,
+    clock: Clock | None = None,
+    sink: EventSink = null_sink,
+    rng: random.Random | None = None,
+) -> TimerRunner:
+    """Store, service and runner from one `timer_store` section: what a pod needs."""
+    store = create_timer_store(config)
+    section: Mapping[str, Any] = (
+        config.as_dict() if isinstance(config, EndpointConfig) else dict(config or {})
+    )
+    settings = ServiceSettings.from_mapping(section)
+    for part in (store, getattr(store, "primary", None)):
+        if part is not None and hasattr(part, "sink"):
+            part.sink = sink
+    service = TimerService(store, clock or SystemClock(), fire, settings=settings, sink=sink)
+    return TimerRunner(service, rng=rng)

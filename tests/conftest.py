@@ -11,7 +11,6 @@ import itertools
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,7 +140,22 @@ async def make_reference_store(request: pytest.FixtureRequest) -> AsyncIterator[
         yield factory
 
 
+_FIGURES: list[tuple[str, str]] = []
+
+
 @pytest.fixture
-def run_dir(tmp_path: Path) -> Path:
-    """A scratch directory for servers a single test starts."""
-    return tmp_path
+def report_figure(request: pytest.FixtureRequest) -> Callable[[str, float, str], None]:
+    """Record a measured figure; all figures are printed at the end of the run."""
+
+    def record(name: str, value: float, unit: str) -> None:
+        _FIGURES.append((f"{request.node.name}: {name}", f"{value:.4g} {unit}".strip()))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures tests measured (fallback latency, recovery time, ...)."""
+    if _FIGURES:
+        terminalreporter.section("measured figures")
+        for name, value in _FIGURES:
+            terminalreporter.write_line(f"{name:<90} {value}")

@@ -34,6 +34,9 @@ def build_client(settings: RedisSettings) -> RedisClient:
         "socket_connect_timeout": settings.socket_connect_timeout,
         "decode_responses": True,
         "retry": no_retry(),
+        # The store's own gate keeps calls at or below max_connections; the margin covers
+        # connections a cluster or sentinel client opens for its own bookkeeping.
+        "max_connections": settings.max_connections + 8,
     }
     if settings.use_ssl:
         common.update(

@@ -28,7 +28,7 @@ CONNECTION_KEYS = frozenset(
         "host", "url", "port", "db", "username", "password", "use_ssl", "ssl_keyfile",
         "ssl_certfile", "ssl_ca_certs", "socket_timeout", "socket_connect_timeout",
         "key_prefix", "deployment_mode", "endpoints", "sentinel_service", "buckets",
-        "tombstone_limit",
+        "tombstone_limit", "max_connections",
     }
 )  # fmt: skip
 SERVICE_KEYS = frozenset(
@@ -67,6 +67,8 @@ class RedisSettings:
     """Hash-tag partitions of the timers; cluster mode defaults to 16 so masters share load."""
     tombstone_limit: int = 10_000
     """Cancel tombstones kept per bucket for reconciling outages (oldest dropped first)."""
+    max_connections: int = 64
+    """Concurrent Redis calls per store; more wait their turn instead of failing."""
 
     @classmethod
     def from_endpoint_config(cls, config: EndpointConfig | None) -> RedisSettings:
@@ -123,6 +125,9 @@ class RedisSettings:
             ),
             tombstone_limit=read_int(
                 values, "tombstone_limit", cls.tombstone_limit, minimum=0, maximum=10_000_000
+            ),
+            max_connections=read_int(
+                values, "max_connections", cls.max_connections, minimum=1, maximum=10_000
             ),
         )  # fmt: skip
 

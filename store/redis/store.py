@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions as rexc
@@ -26,6 +28,7 @@ from store.capabilities import (
     ClaimBatch,
     Horizon,
     JournalEntry,
+    PartialReconcileError,
     ReconcileOutcome,
     Stamp,
 )
@@ -85,9 +88,7 @@ class RedisTimerStore(SessionTimerStore):
         self.keys = KeyScheme(self.settings.key_prefix, self.settings.buckets)
         self.sink = sink
         self._injected = client
-        self._client: RedisClient | None = None
-        self._scripts: Scripts | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bound: _Bound | None = None
         self._build_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._closed = False
         self._epoch_base = f"{(rng or random.SystemRandom()).getrandbits(48):012x}"
@@ -103,32 +104,29 @@ class RedisTimerStore(SessionTimerStore):
         if self._closed:
             return
         self._closed = True
-        client, self._client, self._scripts = self._client, None, None
-        if client is None or self._injected is not None:
+        bound, self._bound = self._bound, None
+        if bound is None or self._injected is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is not None and loop is self._loop:
+        if loop is bound.loop:
             # Let the loop finish closing; keep a reference so the task is not collected.
-            self._closing = loop.create_task(client.aclose())
+            self._closing = loop.create_task(bound.client.aclose())
         # After the owning loop ended its sockets are gone with it; nothing left to await.
 
     async def aclose(self) -> None:
         """Async close, for callers that can await (tests, the runner)."""
-        client = self._client
+        bound = self._bound
         self.close()
-        if client is not None and self._injected is None:
+        if bound is not None and self._injected is None:
             with contextlib.suppress(*UNAVAILABLE, RuntimeError):
-                await client.aclose()
+                await bound.client.aclose()
 
     async def ping(self) -> None:
         """Raise `StoreUnavailableError` unless Redis answers (the fallback's probe)."""
-        await self._ready()
-        assert self._client is not None
-        with self._translate():
-            await self._client.ping()
+        await self._call(lambda _: self._client().ping())
 
     async def check(self) -> list[str]:
         """Start-up checks: reachability, and eviction that would drop timers silently.
@@ -139,9 +137,7 @@ class RedisTimerStore(SessionTimerStore):
         await self.ping()
         warnings: list[str] = []
         try:
-            assert self._client is not None
-            with self._translate():
-                config = await self._client.config_get("maxmemory-policy")
+            config = await self._call(lambda _: self._client().config_get("maxmemory-policy"))
         except rexc.ResponseError:  # CONFIG may be forbidden by ACL or renamed: not our call
             return warnings
         values = config.values() if isinstance(config, dict) else []
@@ -291,13 +287,15 @@ class RedisTimerStore(SessionTimerStore):
         if not by_bucket:
             return
 
-        async def release(s: Scripts, index: int, fire_ids: list[str]) -> None:
+        async def release(s: Scripts, *, index: int, fire_ids: list[str]) -> None:
             b = self.keys.keys(index)
             await s.complete(keys=[b.lease, b.leased], args=fire_ids)
 
-        scripts = await self._ready()
-        with self._translate():
-            await asyncio.gather(*(release(scripts, i, ids) for i, ids in by_bucket.items()))
+        releases = (
+            self._call(functools.partial(release, index=i, fire_ids=ids))
+            for i, ids in by_bucket.items()
+        )
+        await asyncio.gather(*releases)
 
     # -- ReconcilingStore -------------------------------------------------------------------
 
@@ -339,12 +337,21 @@ class RedisTimerStore(SessionTimerStore):
                 entry.sender_id, applied, stamp, int(reply[5]), verified=bool(reply[6])
             )
 
-        return list(await asyncio.gather(*(one(entry) for entry in entries)))
+        results = await asyncio.gather(*(one(entry) for entry in entries), return_exceptions=True)
+        done = [result for result in results if isinstance(result, ReconcileOutcome)]
+        failures = [result for result in results if isinstance(result, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, StoreUnavailableError):
+                raise failure
+        if failures:
+            raise PartialReconcileError(str(failures[0]), done) from failures[0]
+        return done
 
     # -- internals --------------------------------------------------------------------------
 
-    async def _ready(self) -> Scripts:
-        """The scripts of a client bound to the running loop (rebuilt if the loop changed).
+    async def _ready(self) -> tuple[Scripts, asyncio.Semaphore]:
+        """The scripts of a client bound to the running loop (rebuilt if the loop changed),
+        and the gate that bounds this store's concurrent Redis calls.
 
         A cluster client is initialised here, once, before any command: redis-py's asyncio
         cluster client races its lazy initialisation against concurrent first commands and
@@ -354,33 +361,48 @@ class RedisTimerStore(SessionTimerStore):
         if self._closed:
             raise RuntimeError("this RedisTimerStore is closed")
         loop = asyncio.get_running_loop()
-        if self._scripts is not None and (self._injected is not None or loop is self._loop):
-            return self._scripts
+        bound = self._bound
+        if bound is not None and (self._injected is not None or bound.loop is loop):
+            return bound.scripts, bound.gate
         if self._build_lock is None or self._build_lock[0] is not loop:
             self._build_lock = (loop, asyncio.Lock())
         async with self._build_lock[1]:
-            if self._scripts is None or (self._injected is None and loop is not self._loop):
+            if self._bound is None or (self._injected is None and self._bound.loop is not loop):
                 client = self._injected or build_client(self.settings)
                 if isinstance(client, RedisCluster):
                     with self._translate():
                         await client.initialize()
-                self._client, self._scripts, self._loop = client, Scripts.register(client), loop
-        return self._scripts
+                gate = asyncio.Semaphore(self.settings.max_connections)
+                self._bound = _Bound(loop, client, Scripts.register(client), gate)
+        return self._bound.scripts, self._bound.gate
+
+    def _client(self) -> RedisClient:
+        assert self._bound is not None, "no client before _ready()"
+        return self._bound.client
 
     async def _call(self, run: Callable[[Scripts], Awaitable[T]]) -> T:
-        scripts = await self._ready()
-        with self._translate():
-            return await run(scripts)
+        """One Redis call: through the gate, with connectivity errors translated.
+
+        The gate queues a burst of calls instead of letting redis-py's pool run out of
+        connections, which it reports as a connection error: that would be a false outage.
+        """
+        scripts, gate = await self._ready()
+        async with gate:
+            with self._translate():
+                return await run(scripts)
 
     async def _each_bucket(self, run: Callable[[Scripts, Any], Awaitable[T]]) -> list[T]:
         return await self._each_bucket_index(lambda s, i: run(s, self.keys.keys(i)))
 
     async def _each_bucket_index(self, run: Callable[[Scripts, int], Awaitable[T]]) -> list[T]:
-        scripts = await self._ready()
-        with self._translate():
-            if self.keys.buckets == 1:
-                return [await run(scripts, 0)]
-            return list(await asyncio.gather(*(run(scripts, i) for i in range(self.keys.buckets))))
+        if self.keys.buckets == 1:
+            return [await self._call(lambda s: run(s, 0))]
+
+        def in_bucket(index: int) -> Callable[[Scripts], Awaitable[T]]:
+            return lambda scripts: run(scripts, index)
+
+        calls = (self._call(in_bucket(i)) for i in range(self.keys.buckets))
+        return list(await asyncio.gather(*calls))
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -429,6 +451,16 @@ class RedisTimerStore(SessionTimerStore):
             self.sink("redis_data_loss", bucket=bucket, reason=reason, versions_lost=lost)
         newest = seq if known is None else max(seq, known[1])
         self._seen[bucket] = (epoch, newest)
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A client and what hangs off it, for the one event loop it belongs to."""
+
+    loop: asyncio.AbstractEventLoop
+    client: RedisClient
+    scripts: Scripts
+    gate: asyncio.Semaphore
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks of timerlab against baselines (not part of the installed `store` library)."""
