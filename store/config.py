@@ -18,7 +18,7 @@ from typing import Any, TypeGuard
 import yaml
 
 from store.base import SessionTimerStore
-from store.errors import TimerStoreConfigError
+from store.errors import TimerStoreConfigError, redact
 
 REQUIRED_METHODS = ("close", "store_timer", "delete_timer", "get_timer", "get_expired_timers")
 """What makes a class a timer store, whether or not it subclasses ours (Rasa's base works too)."""
@@ -58,7 +58,7 @@ class EndpointConfig:
     def __repr__(self) -> str:
         """Never shows secrets: the password is masked."""
         shown = {k: ("***" if "password" in k else v) for k, v in self.as_dict().items()}
-        return f"EndpointConfig({shown})"
+        return redact(f"EndpointConfig({shown})")
 
 
 def load_endpoint_config(

@@ -6,6 +6,15 @@ line instead of a traceback.
 
 from __future__ import annotations
 
+import re
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@/\s]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of any URL in it masked (`redis://user:pw@h` -> `redis://***@h`)."""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+
 
 class InvalidTimerValue(ValueError):
     """An argument of a store call has the right type but a value the store refuses."""
@@ -27,7 +36,7 @@ class TimerStoreConfigError(ValueError):
     """The `timer_store` configuration is invalid; `key` names the offending setting."""
 
     def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"timer_store.{key}: {problem}")
+        super().__init__(redact(f"timer_store.{key}: {problem}"))
         self.key = key
 
 

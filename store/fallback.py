@@ -150,6 +150,17 @@ class FallbackTimerStore(SessionTimerStore):
         memory = self._memory
         return memory.pending_count() + len(memory.held_claims()) + len(self._pending)
 
+    def fallback_instances(self) -> list[str]:
+        """Instance ids of the timers only this process holds (what a crash would lose)."""
+        if self._memory is None:
+            return []
+        memory = self._memory
+        held = [memory.stamp_of(sender) for sender in memory.snapshot()]
+        ids = [stamp.instance for stamp in held if stamp is not None]
+        ids += [claim.fire_id for claim in memory.held_claims()]
+        ids += [item.from_instance for item in self._pending.values() if item.from_instance]
+        return sorted(ids)
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -9,9 +9,10 @@ local now, lease_until, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local leasing = lease_until ~= ''
 local seq, epoch, lost = sync_meta(KEYS[3], tonumber(ARGV[4]), ARGV[5])
 local out = {}
-local claimed = 0
+local claimed, lapsed_count, due_count = 0, 0, 0
 if leasing then
   local lapsed = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, limit)
+  lapsed_count = #lapsed
   for _, fire_id in ipairs(lapsed) do
     local entry = redis.call('HGET', KEYS[5], fire_id)
     if entry then
@@ -30,6 +31,7 @@ end
 local room = limit - claimed
 if room > 0 then
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, room)
+  due_count = #due / 2
   for i = 1, #due, 2 do
     local sender, score = due[i], due[i + 1]
     local rec = redis.call('HGET', KEYS[2], sender)
@@ -47,14 +49,20 @@ if room > 0 then
     end
   end
 end
-local remaining = redis.call('ZCOUNT', KEYS[1], '-inf', now)
-if leasing then
+-- What is left: counted only when a batch came back full (otherwise nothing due is left),
+-- so the common empty poll costs three commands.
+local remaining, oldest = 0, ''
+if room <= 0 or due_count == room then
+  remaining = redis.call('ZCOUNT', KEYS[1], '-inf', now)
+end
+if leasing and lapsed_count == limit then
   remaining = remaining + redis.call('ZCOUNT', KEYS[4], '-inf', now)
 end
-local oldest = ''
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if head[2] and tonumber(head[2]) <= tonumber(now) then
-  oldest = head[2]
+if remaining > 0 then
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if head[2] and tonumber(head[2]) <= tonumber(now) then
+    oldest = head[2]
+  end
 end
 local result = {epoch, seq, lost, remaining, oldest}
 for i = 1, #out do

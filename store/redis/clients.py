@@ -7,12 +7,13 @@ redis-py would hide an outage from the fallback for seconds.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis, SSLConnection
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedSSLConnection
 from redis.backoff import NoBackoff
 
 from store.redis.settings import RedisSettings
@@ -20,13 +21,44 @@ from store.redis.settings import RedisSettings
 RedisClient = Redis | RedisCluster
 
 
+class TlsContext:
+    """One `ssl.SSLContext` per store, shared by all its connections.
+
+    redis-py builds a new context for every connection, which costs ~50 ms of blocking CPU
+    here: a burst of new connections then stalls the event loop past the connect timeout and
+    looks like an outage. The first connection builds it; the others reuse it.
+    """
+
+    def __init__(self) -> None:
+        self.context: ssl.SSLContext | None = None
+
+
+class SharedTlsConnection(SSLConnection):
+    """An `SSLConnection` that takes its context from the store's `TlsContext`."""
+
+    def __init__(self, *, tls_context: TlsContext, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if tls_context.context is None:
+            tls_context.context = self.ssl_context.get()
+        self.ssl_context.context = tls_context.context
+
+
+class SharedTlsSentinelConnection(SentinelManagedSSLConnection):
+    """The sentinel-managed variant of `SharedTlsConnection`."""
+
+    def __init__(self, *, tls_context: TlsContext, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        if tls_context.context is None:
+            tls_context.context = self.ssl_context.get()
+        self.ssl_context.context = tls_context.context
+
+
 def no_retry() -> Retry:
     """A fresh retry policy that never retries (each client needs its own instance)."""
     return Retry(NoBackoff(), 0)
 
 
-def build_client(settings: RedisSettings) -> RedisClient:
-    """The client for `settings.deployment_mode`; connects lazily, on the first command."""
+def _common(settings: RedisSettings) -> dict[str, Any]:
     common: dict[str, Any] = {
         "username": settings.username,
         "password": settings.password,
@@ -45,22 +77,52 @@ def build_client(settings: RedisSettings) -> RedisClient:
             ssl_certfile=settings.ssl_certfile,
             ssl_ca_certs=settings.ssl_ca_certs,
         )
+    return common
+
+
+def _sentinel_kwargs(common: dict[str, Any]) -> dict[str, Any]:
+    """The sentinels get the data connection's timeouts and TLS material, and no retries: a
+    sentinel lookup that retries would delay the fallback by seconds."""
+    keys = (
+        "socket_timeout", "socket_connect_timeout", "ssl", "ssl_ca_certs", "ssl_certfile",
+        "ssl_keyfile",
+    )  # fmt: skip
+    return {**{key: common[key] for key in keys if key in common}, "retry": no_retry()}
+
+
+def sentinel_probe(settings: RedisSettings, host: str, port: int) -> Redis:
+    """A plain client for one sentinel, configured as the store reaches it (for diagnosis)."""
+    return Redis(host=host, port=port, **_sentinel_kwargs(_common(settings)))
+
+
+def build_client(settings: RedisSettings) -> RedisClient:
+    """The client for `settings.deployment_mode`; connects lazily, on the first command."""
+    common = _common(settings)
+    tls = TlsContext() if settings.use_ssl else None
     if settings.deployment_mode == "cluster":
         nodes = settings.endpoints or ((settings.host, settings.port),)
-        return RedisCluster(
+        cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
             require_full_coverage=True,
             **common,
         )
+        if tls is not None:  # nodes found later are built from these kwargs
+            cluster.connection_kwargs.update(connection_class=SharedTlsConnection, tls_context=tls)
+            for node in cluster.nodes_manager.startup_nodes.values():
+                node.connection_class = SharedTlsConnection
+                node.connection_kwargs["tls_context"] = tls
+        return cluster
     if settings.deployment_mode == "sentinel":
-        sentinel_kwargs = {
-            key: common[key]
-            for key in ("socket_timeout", "socket_connect_timeout", "ssl", "ssl_ca_certs")
-            if key in common
-        }
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(settings.endpoints), sentinel_kwargs=sentinel_kwargs
+            list(settings.endpoints), sentinel_kwargs=_sentinel_kwargs(common)
         )
+        if tls is not None:
+            common.update(connection_class=SharedTlsSentinelConnection, tls_context=tls)
         client: Redis = sentinel.master_for(settings.sentinel_service, db=settings.db, **common)
         return client
-    return Redis(host=settings.host, port=settings.port, db=settings.db, **common)
+    retry = common.pop("retry")
+    if tls is not None:
+        common.pop("ssl")
+        common.update(connection_class=SharedTlsConnection, tls_context=tls)
+    pool = ConnectionPool(host=settings.host, port=settings.port, db=settings.db, **common)
+    return Redis(connection_pool=pool, retry=retry)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions as rexc
 import structlog
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import MasterNotFoundError
 
 from store.base import SessionTimerStore
 from store.capabilities import (
@@ -32,9 +33,9 @@ from store.capabilities import (
     ReconcileOutcome,
     Stamp,
 )
-from store.errors import StoreUnavailableError
+from store.errors import StoreUnavailableError, redact
 from store.events import EventSink, null_sink
-from store.redis.clients import RedisClient, build_client
+from store.redis.clients import RedisClient, build_client, sentinel_probe
 from store.redis.codec import decode_lease_entry, decode_record, encode_body
 from store.redis.keys import KeyScheme
 from store.redis.scripts import Scripts
@@ -61,6 +62,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 """Errors that mean "Redis cannot be reached now" rather than "this call is wrong"."""
+
+PROBE_ERRORS: tuple[type[BaseException], ...] = (rexc.RedisError, *UNAVAILABLE)
 
 _RECONCILE_CONCURRENCY = 32
 
@@ -94,6 +97,7 @@ class RedisTimerStore(SessionTimerStore):
         self._epoch_base = f"{(rng or random.SystemRandom()).getrandbits(48):012x}"
         self._seen: dict[int, tuple[str, int]] = {}
         self._rotation = 0
+        self._diagnosed = False
         self.data_losses = 0
         """How many times this client saw Redis lose data (reset or rolled back)."""
 
@@ -388,8 +392,29 @@ class RedisTimerStore(SessionTimerStore):
         """
         scripts, gate = await self._ready()
         async with gate:
-            with self._translate():
-                return await run(scripts)
+            try:
+                with self._translate():
+                    return await run(scripts)
+            except StoreUnavailableError as exc:
+                if isinstance(exc.__cause__, MasterNotFoundError) and not self._diagnosed:
+                    self._diagnosed = True
+                    raise StoreUnavailableError(f"{exc}; {await self._ask_sentinels()}") from exc
+                raise
+
+    async def _ask_sentinels(self) -> str:
+        """Why each sentinel failed, once: redis-py's lookup error drops the reasons."""
+        reasons = []
+        for host, port in self.settings.endpoints:
+            probe = sentinel_probe(self.settings, host, port)
+            try:
+                await probe.ping()
+                reasons.append(f"{host}:{port} answers")
+            except PROBE_ERRORS as exc:
+                reasons.append(f"{host}:{port}: {redact(str(exc).splitlines()[0][:200])}")
+            finally:
+                with contextlib.suppress(*UNAVAILABLE, RuntimeError):
+                    await probe.aclose()
+        return "sentinels: " + "; ".join(reasons)
 
     async def _each_bucket(self, run: Callable[[Scripts, Any], Awaitable[T]]) -> list[T]:
         return await self._each_bucket_index(lambda s, i: run(s, self.keys.keys(i)))
@@ -411,7 +436,9 @@ class RedisTimerStore(SessionTimerStore):
         except rexc.NoScriptError:
             raise
         except UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"{self.settings.describe()}: {_describe(exc)}") from exc
+            raise StoreUnavailableError(
+                f"{self.settings.describe()}: {_describe(exc, self.settings)}"
+            ) from exc
 
     def _shares(self, limit: int) -> list[int]:
         """Split `limit` over the buckets, rotating the remainder so no bucket starves.
@@ -463,7 +490,23 @@ class _Bound:
     gate: asyncio.Semaphore
 
 
-def _describe(exc: BaseException) -> str:
-    """A one-line reason that never includes credentials (redis-py messages do not)."""
+def _describe(exc: BaseException, settings: RedisSettings) -> str:
+    """A one-line, actionable reason that never includes credentials.
+
+    redis-py's own texts can mislead: with RESP3 a missing password surfaces as "HELLO must
+    be called with the client already authenticated", and a sentinel lookup that failed
+    reports the sentinel client's repr instead of the reason.
+    """
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    if "HELLO must be called" in text or "NOAUTH" in text:
+        return "authentication required: set timer_store.password (and username for ACL users)"
+    if isinstance(exc, rexc.AuthenticationError):
+        first = redact(text.splitlines()[0][:200])
+        return f"authentication failed ({first}): check timer_store.username and password"
+    if isinstance(exc, MasterNotFoundError):
+        sentinels = ", ".join(f"{host}:{port}" for host, port in settings.endpoints)
+        return (
+            f"no sentinel at {sentinels} named a reachable master {settings.sentinel_service!r} "
+            "(check endpoints, sentinel_service and the TLS settings)"
+        )
+    return redact(text.splitlines()[0][:300])
