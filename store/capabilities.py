@@ -83,8 +83,15 @@ class ClaimingStore(Protocol):
         session_id: str | None,
         scheduled_time: float,
         metadata: dict[str, Any] | None = None,
+        *,
+        instance: str | None = None,
     ) -> Stamp:
-        """`store_timer` that reports the stamp the store gave the write."""
+        """`store_timer` that reports the stamp the store gave the write.
+
+        `instance` names the write; a store that is handed one keeps it (a write retried
+        elsewhere, or merged back after an outage, stays the same instance, so it fires under
+        one fire id wherever it ends up). Without one, the store makes a fresh id.
+        """
 
     async def cancel_timer(self, sender_id: str) -> CancelResult:
         """Unconditional `delete_timer` that leaves a versioned tombstone."""
@@ -112,6 +119,8 @@ class JournalEntry:
     timer: SessionTimer | None
     reason: str
     """"armed", "cancelled" or "fired": why the outage left this state."""
+    instance: str | None = None
+    """The id of the armed write, kept when it is merged into the primary."""
     unacked_time: float | None = None
     """The scheduled time of this pod's own write that timed out when the outage began: it may
     have reached the primary after all, and must not count as somebody else's newer write."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,8 @@ class FallbackTimerStore(SessionTimerStore):
         self.stats = FallbackStats()
         self._clock = clock or SystemClock()
         self._memory_prefix = memory_prefix
+        self._id_prefix = memory_prefix or f"f{secrets.token_hex(4)}"
+        self._ids = itertools.count(1)
         self._outages = itertools.count(1)
         self._state = "primary"
         self._memory: InMemoryTimerStore | None = None
@@ -241,13 +244,18 @@ class FallbackTimerStore(SessionTimerStore):
         session_id: str | None,
         scheduled_time: float,
         metadata: dict[str, Any] | None = None,
+        *,
+        instance: str | None = None,
     ) -> Stamp:
+        # One id for this write wherever it lands: if the primary times out and the write
+        # lands there anyway, it and its memory copy are one instance with one fire id.
+        instance = instance or self._next_instance()
         unacked: float | None = None
         if self._state != "fallback":
             try:
                 if supports_claiming(self.primary):
                     return await self.primary.write_timer(  # type: ignore[attr-defined, no-any-return]
-                        sender_id, session_id, scheduled_time, metadata
+                        sender_id, session_id, scheduled_time, metadata, instance=instance
                     )
                 await self.primary.store_timer(sender_id, session_id, scheduled_time, metadata)
                 return Stamp(0, f"{sender_id}@{scheduled_time!r}", "primary")
@@ -255,7 +263,9 @@ class FallbackTimerStore(SessionTimerStore):
                 self._activate(exc)
                 unacked = float(scheduled_time)
                 self._unacknowledged(sender_id, "schedule", scheduled_time)
-        stamp = await self._mem().write_timer(sender_id, session_id, scheduled_time, metadata)
+        stamp = await self._mem().write_timer(
+            sender_id, session_id, scheduled_time, metadata, instance=instance
+        )
         self._note(sender_id, "armed", unacked_time=unacked)
         return stamp
 
@@ -284,6 +294,9 @@ class FallbackTimerStore(SessionTimerStore):
                 )
             except StoreUnavailableError as exc:
                 self._activate(exc)
+                # A claim that timed out may still run: its timers then sit leased until
+                # `lease_until` and are re-claimed after it, late but not lost.
+                self.sink("write_unacknowledged", op="claim", now=now, lease_until=lease_until)
         if self._memory is None:
             return ClaimBatch([], 0, None)
         batch = await self._memory.claim_due(now, limit=limit, lease_until=lease_until)
@@ -310,6 +323,9 @@ class FallbackTimerStore(SessionTimerStore):
             self._activate(exc)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _next_instance(self) -> str:
+        return f"{self._id_prefix}:{next(self._ids)}"
 
     def _mem(self) -> InMemoryTimerStore:
         assert self._memory is not None, "fallback memory used before activation"
@@ -444,7 +460,15 @@ class FallbackTimerStore(SessionTimerStore):
             held = [c.timer for c in memory.held_claims() if c.timer.sender_id == sender_id]
             timer = held[-1] if held else None
         reason = note.reason if timer is None else "armed"
-        return JournalEntry(sender_id, timer, reason, note.unacked_time, note.unacked_cancel)
+        stamp = memory.stamp_of(sender_id)
+        return JournalEntry(
+            sender_id,
+            timer,
+            reason,
+            instance=None if stamp is None or timer is None else stamp.instance,
+            unacked_time=note.unacked_time,
+            unacked_cancel=note.unacked_cancel,
+        )
 
     async def _replay(self, entry: JournalEntry) -> ReconcileOutcome:
         """Merge into a primary without versions: the outage's last write wins."""

@@ -19,7 +19,7 @@ from sortedcontainers import SortedList
 from store.base import SessionTimerStore
 from store.capabilities import CancelResult, Claim, ClaimBatch, Stamp
 from store.timer import SessionTimer
-from store.validation import check_id, check_time, encode_metadata
+from store.validation import check_id, check_limit, check_time, encode_metadata
 
 if TYPE_CHECKING:
     from store.config import EndpointConfig
@@ -106,6 +106,8 @@ class InMemoryTimerStore(SessionTimerStore):
         session_id: str | None,
         scheduled_time: float,
         metadata: dict[str, Any] | None = None,
+        *,
+        instance: str | None = None,
     ) -> Stamp:
         check_id("sender_id", sender_id)
         check_id("session_id", session_id, optional=True)
@@ -114,7 +116,7 @@ class InMemoryTimerStore(SessionTimerStore):
         previous = self._entries.get(sender_id)
         if previous is not None:
             self._remove(sender_id, previous)
-        stamp = self._next_stamp()
+        stamp = self._next_stamp(instance)
         # Stored through JSON, so this store keeps exactly what Redis would (and no aliases).
         timer = SessionTimer.create_timer(sender_id, session_id, when, json.loads(metadata_json))
         self._entries[sender_id] = _Entry(timer, stamp)
@@ -130,6 +132,7 @@ class InMemoryTimerStore(SessionTimerStore):
 
     async def claim_due(self, now: float, *, limit: int, lease_until: float | None) -> ClaimBatch:
         now = check_time("now", now)
+        limit = check_limit(limit)
         claims: list[Claim] = []
         lapsed_end = self._lease_order.bisect_right((now, math.inf))
         for key in list(self._lease_order[: min(lapsed_end, limit)]):
@@ -201,9 +204,9 @@ class InMemoryTimerStore(SessionTimerStore):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _next_stamp(self) -> Stamp:
+    def _next_stamp(self, instance: str | None = None) -> Stamp:
         self._seq += 1
-        return Stamp(self._seq, f"{self._prefix}:{self._seq}", self.origin)
+        return Stamp(self._seq, instance or f"{self._prefix}:{self._seq}", self.origin)
 
     def _remove(self, sender_id: str, entry: _Entry) -> None:
         del self._entries[sender_id]

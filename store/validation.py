@@ -100,3 +100,12 @@ def _check_depth(value: Any, depth: int) -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             _check_depth(item, depth + 1)
+
+
+def check_limit(value: object) -> int:
+    """A batch size: an int of 0 or more (0 claims nothing)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTimerType("limit", f"must be an integer, not {type(value).__name__}")
+    if value < 0:
+        raise InvalidTimerValue("limit", f"must not be negative ({value})")
+    return value

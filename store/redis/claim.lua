@@ -2,6 +2,7 @@
 -- With a lease (ARGV[2] not empty), each claimed timer moves to the lease set until `complete`
 -- releases it; a lease that lapses (score <= now) is re-claimed here first, with its fire id
 -- unchanged and the attempt counted up. Without a lease, claiming deletes (at-most-once).
+-- The fire id is the instance id the writer put in the record ("version|instance|json").
 -- Lease entries: fire_id -> "attempt|scheduled_time|len(sender)|sender" .. record.
 -- KEYS: due, rec, meta, lease, leased   ARGV: now, lease_until, limit, floor, epoch_candidate
 -- Returns {epoch, seq, lost, remaining_due, oldest_due, fire_id, entry, fire_id, entry, ...}
@@ -38,7 +39,7 @@ if room > 0 then
     redis.call('ZREM', KEYS[1], sender)
     if rec then
       redis.call('HDEL', KEYS[2], sender)
-      local fire_id = epoch .. ':' .. string.match(rec, '^(%d+)|')
+      local fire_id = string.match(rec, '^%d+|([^|]*)|')
       local entry = '1|' .. score .. '|' .. string.format('%d', #sender) .. '|' .. sender .. rec
       if leasing then
         redis.call('HSET', KEYS[5], fire_id, entry)

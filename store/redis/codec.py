@@ -1,7 +1,9 @@
 """Encoding of the values the Lua scripts store, kept small because it is paid per timer.
 
-A record is `"<version>|" + json([session_id])` or `json([session_id, metadata])`: the sender
-is the hash field and the scheduled time is the sorted-set score, so neither is stored twice.
+A record is `"<version>|<instance>|" + json([session_id])` (or `json([session_id, metadata])`):
+the sender is the hash field and the scheduled time is the sorted-set score, so neither is
+stored twice. The instance id is a random 64-bit id chosen by the writer: it names this write
+(and is its fire id) even if Redis loses data and hands out a version number twice.
 """
 
 from __future__ import annotations
@@ -12,17 +14,17 @@ from dataclasses import dataclass
 from store.timer import SessionTimer
 
 
-def encode_body(session_id: str | None, metadata_json: str) -> str:
+def encode_body(instance: str, session_id: str | None, metadata_json: str) -> str:
     """The part of a record the client writes (the script prepends the version)."""
     session = json.dumps(session_id, ensure_ascii=False)
     if metadata_json == "{}":
-        return f"[{session}]"
-    return f"[{session},{metadata_json}]"
+        return f"{instance}|[{session}]"
+    return f"{instance}|[{session},{metadata_json}]"
 
 
 def decode_record(sender_id: str, scheduled_time: float, record: str) -> tuple[int, SessionTimer]:
     """`(version, timer)` from a stored record."""
-    version, _, body = record.partition("|")
+    version, _, body = record.split("|", 2)
     fields = json.loads(body)
     metadata = fields[1] if len(fields) > 1 else {}
     return int(version), SessionTimer(sender_id, fields[0], scheduled_time, metadata)

@@ -41,7 +41,7 @@ from store.redis.keys import KeyScheme
 from store.redis.scripts import Scripts
 from store.redis.settings import RedisSettings
 from store.timer import SessionTimer
-from store.validation import check_id, check_time, encode_metadata
+from store.validation import check_id, check_limit, check_time, encode_metadata
 
 if TYPE_CHECKING:
     from store.config import EndpointConfig
@@ -94,7 +94,8 @@ class RedisTimerStore(SessionTimerStore):
         self._bound: _Bound | None = None
         self._build_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._closed = False
-        self._epoch_base = f"{(rng or random.SystemRandom()).getrandbits(48):012x}"
+        self._rng = rng or random.SystemRandom()
+        self._epoch_base = f"{self._rng.getrandbits(48):012x}"
         self._seen: dict[int, tuple[str, int]] = {}
         self._rotation = 0
         self._diagnosed = False
@@ -204,11 +205,14 @@ class RedisTimerStore(SessionTimerStore):
         session_id: str | None,
         scheduled_time: float,
         metadata: dict[str, Any] | None = None,
+        *,
+        instance: str | None = None,
     ) -> Stamp:
         check_id("sender_id", sender_id)
         check_id("session_id", session_id, optional=True)
         when = check_time("scheduled_time", scheduled_time)
-        body = encode_body(session_id, encode_metadata(metadata))
+        instance = instance or self._new_instance()
+        body = encode_body(instance, session_id, encode_metadata(metadata))
         index = self.keys.bucket_of(sender_id)
         bucket = self.keys.keys(index)
         reply = await self._call(
@@ -225,7 +229,7 @@ class RedisTimerStore(SessionTimerStore):
         )
         version, epoch = int(reply[0]), str(reply[1])
         self._observe(index, epoch, int(reply[2]), int(reply[3]))
-        return Stamp(version, f"{epoch}:{version}", self.origin)
+        return Stamp(version, instance, self.origin)
 
     async def cancel_timer(self, sender_id: str) -> CancelResult:
         check_id("sender_id", sender_id)
@@ -244,10 +248,11 @@ class RedisTimerStore(SessionTimerStore):
         )
         version, epoch = int(reply[1]), str(reply[2])
         self._observe(index, epoch, int(reply[3]), int(reply[4]))
-        return CancelResult(bool(reply[0]), Stamp(version, f"{epoch}:{version}", self.origin))
+        return CancelResult(bool(reply[0]), Stamp(version, self._new_instance(), self.origin))
 
     async def claim_due(self, now: float, *, limit: int, lease_until: float | None) -> ClaimBatch:
         at = repr(check_time("now", now))
+        limit = check_limit(limit)
         until = "" if lease_until is None else repr(check_time("lease_until", lease_until))
         shares = self._shares(limit)
 
@@ -317,11 +322,12 @@ class RedisTimerStore(SessionTimerStore):
             epoch, seq = horizon.get(str(index), ("", 0))
             b = self.keys.keys(index)
             timer = entry.timer
+            instance = entry.instance or self._new_instance()
             if timer is None:
                 op, when, body = "del", "0", ""
             else:
                 op, when = "set", repr(timer.scheduled_time)
-                body = encode_body(timer.session_id, encode_metadata(timer.metadata))
+                body = encode_body(instance, timer.session_id, encode_metadata(timer.metadata))
             async with gate:
                 reply = await self._call(
                     lambda s: s.reconcile(
@@ -336,7 +342,7 @@ class RedisTimerStore(SessionTimerStore):
                 )  # fmt: skip
             self._observe(index, str(reply[2]), int(reply[3]), int(reply[4]))
             applied = bool(reply[0])
-            stamp = Stamp(int(reply[1]), f"{reply[2]}:{reply[1]}", self.origin) if applied else None
+            stamp = Stamp(int(reply[1]), instance, self.origin) if applied else None
             return ReconcileOutcome(
                 entry.sender_id, applied, stamp, int(reply[5]), verified=bool(reply[6])
             )
@@ -455,10 +461,14 @@ class RedisTimerStore(SessionTimerStore):
     def _epoch_candidate(self, bucket: int) -> str:
         """The epoch this client proposes for a bucket Redis has no epoch for.
 
-        Versions count per bucket, so the bucket is part of the epoch: `epoch:version`
-        (instance and fire ids) is then unique across the whole deployment.
+        The epoch tells one data set from another, so a client can notice that Redis came
+        back empty (a different epoch) and log the loss.
         """
         return f"{self._epoch_base}.{bucket}"
+
+    def _new_instance(self) -> str:
+        """A fresh instance id: random, so it stays unique even if Redis reuses a version."""
+        return f"{self._rng.getrandbits(64):016x}"
 
     def _floor(self, bucket: int) -> int:
         return self._seen.get(bucket, ("", 0))[1]

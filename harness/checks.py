@@ -1,0 +1,1169 @@
+"""The checker: judges one history against the semantics of ARCHITECTURE section 3.
+
+Vocabulary:
+- an *instance* is what one write armed; its id is its fire id;
+- instances of one sender are ordered by the store: Redis instances by their version, the
+  writes of one pod's fallback memory by that pod's order, a plain (five-method) store's by
+  the order its writes completed;
+- a *logical timer* groups the instances that carry one armed timeout across stores: an outage
+  write merged into Redis, a write that timed out but landed after all, its fallback copy;
+- the true deadline `D` of a logical timer is the true time its message was handled plus its
+  timeout.
+
+Rules (each violation points at its history rows):
+- `duplicate`: a logical timer fired successfully under two different fire ids;
+- `unexplained_refire`: the same fire id fired again without a crash, a failed fire, a lapsed
+  lease, an outage of its claimer or a Redis restart to explain it;
+- `superseded`: a claim that started after a newer write of the same sender had completed;
+- `early`: a fire before `D - S` (S: the largest clock offset between pods);
+- `lost`: current at the end, due before `end - bound`, never fired, and not a declared loss;
+- `late`: fired later than `D + bound`, not counting time when no healthy pod could reach it;
+- `fallback_activation` / `fallback_deactivation` / `fallback_flapping` / `spurious_fallback`;
+- `unknown_instance`: a claim of an instance no write explains;
+- `not_exercised`: a fault of the plan left no trace (an outage that never activated the
+  fallback is a failed scenario, not a pass).
+
+Declared losses are counted by class and are never violations: what a Redis restart's
+persistence mode lost (writes, and resurrections of cancelled or claimed timers), fallback
+timers of a pod that crashed, at-most-once crashes between claim and fire, `skip_older_than`
+skips, callbacks given up after their attempts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.history import read_history
+from harness.runinfo import RunInfo
+from store.redis.keys import KeyScheme
+
+EPSILON = 1e-6
+REACH_FAULTS = {"redis_outage", "redis_restart"}
+"""Faults during which no pod can reach Redis."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    message: str
+    rows: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A bound printed as its formula, its values and its total."""
+
+    name: str
+    formula: str
+    terms: tuple[tuple[str, float], ...]
+
+    @property
+    def value(self) -> float:
+        return sum(value for _, value in self.terms)
+
+    def describe(self) -> str:
+        values = " + ".join(f"{value:.3f}" for _, value in self.terms)
+        return f"{self.name} = {self.formula} = {values} = {self.value:.3f} s"
+
+
+@dataclass
+class Verdict:
+    """The checker's result for one run."""
+
+    info: RunInfo
+    violations: list[Violation]
+    declared: Counter[str]
+    exercised: dict[str, str]
+    bounds: list[Bound]
+    stats: dict[str, float]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def rules(self) -> Counter[str]:
+        return Counter(v.rule for v in self.violations)
+
+    def table(self) -> str:
+        """The verdict as text: bounds, rule counts, declared losses, exercised faults."""
+        outcome = "PASS" if self.ok else "FAIL"
+        lines = [f"verdict: {outcome}  ({self.info.scenario}, seed {self.info.seed})"]
+        lines += [f"  {bound.describe()}" for bound in self.bounds]
+        lines.append("  rules:")
+        counts = self.rules()
+        for rule in RULES:
+            lines.append(f"    {rule:<24} {counts.get(rule, 0):>6}")
+        lines.append("  declared losses:")
+        for name in DECLARED:
+            lines.append(f"    {name:<32} {self.declared.get(name, 0):>6}")
+        if self.exercised:
+            lines.append("  faults exercised:")
+            lines += [f"    {fault:<32} {evidence}" for fault, evidence in self.exercised.items()]
+        lines.append("  stats: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.stats.items()))
+        for violation in self.violations[:20]:
+            rows = ",".join(str(r) for r in violation.rows[:8])
+            lines.append(f"  ! {violation.rule}: {violation.message} (rows {rows})")
+        if len(self.violations) > 20:
+            lines.append(f"  ... and {len(self.violations) - 20} more")
+        return "\n".join(lines)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "info": self.info.to_data(),
+            "rules": {rule: self.rules().get(rule, 0) for rule in RULES},
+            "declared": {name: self.declared.get(name, 0) for name in DECLARED},
+            "exercised": self.exercised,
+            "bounds": [
+                {"name": b.name, "formula": b.formula, "terms": dict(b.terms), "value": b.value}
+                for b in self.bounds
+            ],
+            "stats": self.stats,
+            "violations": [
+                {"rule": v.rule, "message": v.message, "rows": list(v.rows)}
+                for v in self.violations
+            ],
+        }
+
+
+RULES = (
+    "duplicate",
+    "unexplained_refire",
+    "superseded",
+    "early",
+    "lost",
+    "late",
+    "fallback_activation",
+    "fallback_deactivation",
+    "fallback_flapping",
+    "spurious_fallback",
+    "unknown_instance",
+    "not_exercised",
+)
+DECLARED = (
+    "restart_lost_write",
+    "restart_resurrection",
+    "fallback_lost_on_crash",
+    "crash_between_claim_and_fire",
+    "skipped_by_policy",
+    "gave_up",
+    "failover_lost_write",
+)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@dataclass
+class Instance:
+    """One write, and what became of it."""
+
+    id: str
+    sender: str
+    origin: str
+    pod: str
+    version: int
+    scheduled_time: float
+    start: float
+    done: float
+    row: int
+    timeout: float | None = None
+    root: str = ""
+    claims: list[int] = field(default_factory=list)
+    declared: str | None = None
+    written: float = math.nan
+    """When it got its place in its store's order (its write began, or it was merged)."""
+    resurrected: bool = False
+    """Brought back by a Redis restart that lost what had superseded, cancelled or claimed it."""
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.written):
+            self.written = self.start
+
+
+@dataclass
+class Write:
+    """A write that can supersede an instance: a schedule, a cancel, or a merged outage state."""
+
+    sender: str
+    order: str
+    """Which order it belongs to: "redis", "custom", or "fallback:<pod>"."""
+    version: int
+    done: float
+    row: int
+    instance: str | None
+    start: float
+    """When the call began: a call that began before a crash may have been applied before it."""
+
+
+@dataclass
+class Window:
+    kind: str
+    start: float
+    end: float
+    target: str | None
+    detail: dict[str, Any]
+    row: int
+
+
+class _Checker:
+    def __init__(self, rows: list[dict[str, Any]], info: RunInfo) -> None:
+        self.rows = rows
+        self.info = info
+        self.violations: list[Violation] = []
+        self.declared: Counter[str] = Counter()
+        self.instances: dict[str, Instance] = {}
+        self.parent: dict[str, str] = {}
+        self.writes: dict[str, list[Write]] = defaultdict(list)
+        self.unacked: dict[tuple[str, float], list[int]] = defaultdict(list)
+        self.windows: list[Window] = []
+        self.crashes: dict[str, list[float]] = defaultdict(list)
+        self.starts: dict[str, list[float]] = defaultdict(list)
+        self.restarts: list[dict[str, Any]] = []
+        self.activations: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        self.deactivations: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        self.fallback_lost: set[str] = set()
+        self.delivery: dict[str, str] = {}
+        self.recovery_allowance = 0.0
+        """How long pods may take to merge back after an outage (the deactivation bound)."""
+        self.unacked_copy: dict[tuple[str, float], str] = {}
+        self.unacked_claims: list[tuple[float, float, float | None]] = []
+        self.unacked_cancels: dict[str, list[float]] = defaultdict(list)
+        self.lateness: list[float] = []
+        self.raw_refires = 0
+        self.fires_ok: dict[str, list[dict[str, Any]]] = {}
+        self.keys = KeyScheme(info.key_prefix, info.buckets)
+        self.end = info.end or (rows[-1]["t"] if rows else 0.0)
+
+    # -- union-find over instances: logical timers -----------------------------------------
+
+    def root(self, instance: str) -> str:
+        while self.parent.get(instance, instance) != instance:
+            instance = self.parent[instance]
+        return instance
+
+    def join(self, a: str, b: str) -> None:
+        ra, rb = self.root(a), self.root(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+    # -- pass 1: collect ----------------------------------------------------------------------
+
+    def collect(self) -> None:
+        open_faults: dict[Any, tuple[dict[str, Any], int]] = {}
+        last_message: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in self.rows:
+            kind = row["kind"]
+            seq = row["seq"]
+            if kind == "schedule":
+                self._add_instance(row, row["instance"], row["origin"])
+                self._add_write(row, row["origin"], row["instance"])
+            elif kind == "cancel":
+                self._add_write(row, row["origin"], None)
+            elif kind == "reconciled":
+                self._reconciled(row)
+            elif (kind == "message" and row["scheduled_time"] is not None) or (
+                kind == "message" and row["d"].get("end")
+            ):
+                last_message[(row["pod"], row["sender_id"])] = row
+            elif kind == "message" and row["result"] == "error":
+                # The write's outcome is unknown (its pod crashed, or Redis failed mid-call).
+                sent = last_message.get((row["pod"], row["sender_id"]))
+                if sent is not None and sent["d"].get("end"):
+                    self.unacked_cancels[sent["sender_id"]].append(sent["t"])
+                elif sent is not None:
+                    self.unacked[(sent["sender_id"], sent["scheduled_time"])].append(sent["seq"])
+            elif kind == "write_unacknowledged" and row["d"].get("op") == "cancel":
+                self.unacked_cancels[row["sender_id"]].append(row["t"])
+            elif kind == "write_unacknowledged" and row["d"].get("op") == "schedule":
+                self.unacked[(row["sender_id"], row["scheduled_time"])].append(seq)
+            elif kind == "write_unacknowledged" and row["d"].get("op") == "claim":
+                self.unacked_claims.append((row["t"], row["d"]["now"], row["d"].get("lease_until")))
+            elif kind == "pod_crash":
+                self.crashes[row["pod"]].append(row["t"])
+                self.fallback_lost.update(row["d"].get("fallback_lost", []))
+            elif kind == "pod_start":
+                self.starts[row["pod"]].append(row["t"])
+                self.delivery[row["pod"]] = row["d"].get("delivery", "at_least_once")
+            elif kind == "fallback_activated":
+                self.activations[row["pod"]].append((row["t"], seq))
+            elif kind == "fallback_deactivated":
+                self.deactivations[row["pod"]].append((row["t"], seq))
+            elif kind == "redis_restart":
+                self.restarts.append({**row["d"], "t": row["t"], "row": seq})
+            elif kind == "fault_start":
+                key = (row["d"].get("fault_index"), row["d"].get("fault"), row["d"].get("target"))
+                open_faults[key] = (row, seq)
+            elif kind == "fault_end":
+                key = (row["d"].get("fault_index"), row["d"].get("fault"), row["d"].get("target"))
+                match = open_faults.pop(key, None)
+                if match is None:  # crash_mid_claim restarts are keyed by target only
+                    match = next(
+                        (
+                            open_faults.pop(k)
+                            for k in list(open_faults)
+                            if k[1] == row["d"].get("fault")
+                            and (
+                                row["d"].get("target")
+                                in (None, open_faults[k][0]["d"].get("target"))
+                            )
+                        ),
+                        None,
+                    )
+                if match is not None:
+                    self._window(match[0], row["t"], match[1])
+        for start_row, seq in open_faults.values():
+            self._window(start_row, self.end, seq)
+        for restart in self.restarts:
+            restart["crash"] = self._crash_time(restart) or restart["t"]
+
+    def _window(self, start_row: dict[str, Any], end: float, seq: int) -> None:
+        detail = start_row["d"]
+        self.windows.append(
+            Window(detail.get("fault", ""), start_row["t"], end, detail.get("target"), detail, seq)
+        )
+
+    def _add_instance(self, row: dict[str, Any], instance: str, origin: str) -> Instance:
+        timeout = row["d"].get("timeout")
+        item = Instance(
+            id=instance,
+            sender=row["sender_id"],
+            origin=origin,
+            pod=row["pod"],
+            version=int(row["version"] or 0),
+            scheduled_time=row["scheduled_time"],
+            start=row["t"] - (row["elapsed"] or 0.0),
+            done=row["t"],
+            row=row["seq"],
+            timeout=timeout,
+        )
+        self.instances.setdefault(instance, item)
+        self.parent.setdefault(instance, instance)
+        key = (item.sender, item.scheduled_time)
+        if origin == "fallback" and key in self.unacked:
+            self.unacked_copy[key] = instance  # the fallback copy of a write that timed out
+        return item
+
+    def _add_write(self, row: dict[str, Any], origin: str, instance: str | None) -> None:
+        order = (
+            f"fallback:{row['pod']}"
+            if origin == "fallback"
+            else ("redis" if origin == "redis" else origin or "custom")
+        )
+        self.writes[row["sender_id"]].append(
+            Write(
+                row["sender_id"],
+                order,
+                int(row["version"] or 0),
+                row["t"],
+                row["seq"],
+                instance,
+                start=row["t"] - (row["elapsed"] or 0.0),
+            )
+        )
+
+    def _reconciled(self, row: dict[str, Any]) -> None:
+        """A merged outage state: a new Redis instance (or tombstone), same logical timer."""
+        detail = row["d"]
+        if not detail.get("applied"):
+            return
+        instance = row["instance"]
+        version = int(row["version"] or 0)
+        if instance and instance in self.instances:
+            # Merged under its own id: the same instance now lives in Redis.
+            moved = self.instances[instance]
+            moved.origin, moved.version, moved.done = "redis", version, row["t"]
+            moved.written = row["t"]
+        elif instance and row["scheduled_time"] is not None:
+            item = Instance(
+                id=instance,
+                sender=row["sender_id"],
+                origin="redis",
+                pod=row["pod"],
+                version=version,
+                scheduled_time=row["scheduled_time"],
+                start=row["t"],
+                done=row["t"],
+                row=row["seq"],
+            )
+            self.instances.setdefault(instance, item)
+            self.parent.setdefault(instance, instance)
+            source = detail.get("from_instance")
+            if source:
+                self.parent.setdefault(source, source)
+                self.join(source, instance)
+        self.writes[row["sender_id"]].append(
+            Write(row["sender_id"], "redis", version, row["t"], row["seq"], instance, row["t"])
+        )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def deadline(self, instance: Instance) -> float | None:
+        """The true deadline of an instance's logical timer (None if unknown)."""
+        root = self.instances.get(self.root(instance.id))
+        for candidate in (root, instance):
+            if candidate is not None and candidate.timeout is not None:
+                return candidate.start + candidate.timeout
+        return None
+
+    def _redis_order(self, done: float, version: int) -> tuple[int, int]:
+        """Where a Redis write stands in its sender's order: versions count within one Redis
+        lifetime; a write after a restart is newer than any before it."""
+        return (sum(1 for restart in self.restarts if restart["crash"] < done), version)
+
+    def restart_loses(self, write_time: float, version: int, sender: str) -> dict[str, Any] | None:
+        """The Redis restart that lost a write begun at `write_time`, if one did.
+
+        A restart keeps a prefix of the operation log: exactly the versions up to the bucket's
+        counter in the kept data (versioned writes), or what was written by `kept_until`.
+        """
+        tag = self.keys.keys(self.keys.bucket_of(sender)).tag
+        for restart in self.restarts:
+            if write_time > restart["crash"]:
+                continue  # written to the Redis that came back
+            kept = restart.get("kept_versions") or {}
+            if restart.get("kept_until") is None:
+                return restart
+            if version and tag in kept:
+                if version > kept[tag]:
+                    return restart
+            elif write_time > restart["kept_until"]:
+                return restart
+        return None
+
+    def _crash_time(self, restart: dict[str, Any]) -> float | None:
+        """When the Redis process of a restart went down (its fault window's start)."""
+        for window in self.windows:
+            if (
+                window.kind == "redis_restart"
+                and window.start <= restart["t"] <= window.end + EPSILON
+            ):
+                return window.start
+        return None
+
+    def unreachable(self, origin: str, pod: str) -> list[tuple[float, float]]:
+        """Intervals when no healthy pod could reach an instance of this origin.
+
+        A Redis instance is out of reach while Redis is (for everyone) or while no pod is up
+        and connected; a fallback instance lives in one pod's memory, out of reach while that
+        pod is down.
+        """
+        if origin == "fallback":
+            return _union(self._pod_down(pod))
+        spans = [
+            (window.start, window.end)
+            for window in self.windows
+            if window.kind in REACH_FAULTS
+            or (window.kind == "slow_redis" and self._times_out(window))
+        ]
+        # Back from an outage, pods poll Redis again only once they have merged their outage
+        # writes: until the first pod has, Redis timers are still out of reach.
+        recovered = []
+        for start, end in _union(spans):
+            merged = [t for times in self.deactivations.values() for t, _ in times if t >= end]
+            recovered.append((start, min([*merged, end + self.recovery_allowance])))
+        return _union(recovered + self._no_pod_up())
+
+    def _times_out(self, window: Window) -> bool:
+        extra = window.detail.get("latency") or 0.0
+        return bool(extra + 2 * self.info.latency >= self.info.socket_timeout)
+
+    def _pod_down(self, pod: str) -> list[tuple[float, float]]:
+        downs = []
+        for crash in self.crashes.get(pod, []):
+            restarts = [t for t in self.starts.get(pod, []) if t > crash]
+            downs.append((crash, min(restarts) if restarts else math.inf))
+        return downs
+
+    def _no_pod_up(self) -> list[tuple[float, float]]:
+        pods = set(self.starts) | set(self.crashes)
+        cut: dict[str, list[tuple[float, float]]] = {
+            pod: self._pod_down(pod)
+            + [
+                (w.start, w.end)
+                for w in self.windows
+                if w.kind == "partial_outage" and w.target == pod
+            ]
+            for pod in pods
+        }
+        if not pods:
+            return []
+        common = _union(cut[next(iter(pods))])
+        for pod in pods:
+            common = _intersect(common, _union(cut[pod]))
+        return common
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def check_claims_and_fires(self) -> None:
+        fires_ok: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        starts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        claims_by_fire: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in self.rows:
+            kind = row["kind"]
+            if kind == "claim":
+                self._claim(row)
+                claims_by_fire[row["fire_id"]].append(row)
+            elif kind == "fire" and row["outcome"] == "fire_start":
+                starts[row["fire_id"]].append(row)
+            elif kind == "fire" and row["outcome"] == "fire_done" and row["result"] == "ok":
+                fires_ok[row["fire_id"]].append(row)
+            elif kind == "skip":
+                self._declare_instance(row["fire_id"], "skipped_by_policy")
+            elif kind == "give_up":
+                self._declare_instance(row["fire_id"], "gave_up")
+        self.fires_ok = fires_ok
+        self.claims_by_fire = claims_by_fire
+        self._duplicates(fires_ok)
+        self._refires(starts, claims_by_fire, fires_ok)
+        self._early(starts)
+
+    def _claim(self, row: dict[str, Any]) -> None:
+        fire_id = row["fire_id"]
+        instance = self.instances.get(fire_id)
+        if instance is None:
+            instance = self._ghost(row)
+            if instance is None:
+                return
+        instance.claims.append(row["seq"])
+        if row["attempt"] and int(row["attempt"]) > 1:
+            return
+        claim_start = row["t"] - (row["elapsed"] or 0.0)
+        # Judged in the order of the store that gave the claim (an instance may live in more
+        # than one: a write that timed out but landed in Redis while its copy sat in memory).
+        origin = row["origin"] or instance.origin
+        order = origin if origin in {"redis", "custom"} else f"fallback:{row['pod']}"
+        version = int(row["version"] or 0) if origin == "redis" else instance.version
+        for write in self.writes.get(instance.sender, []):
+            if write.order != order or write.instance == instance.id:
+                continue
+            newer = (
+                self._redis_order(write.start, write.version)
+                > self._redis_order(instance.written, version)
+                if order == "redis"
+                else write.done > instance.done
+            )
+            if newer and write.done <= claim_start - EPSILON:
+                lost = order == "redis" and self.restart_loses(
+                    write.start, write.version, write.sender
+                )
+                if lost:
+                    if not instance.resurrected:
+                        self.declared["restart_resurrection"] += 1
+                    instance.resurrected = True
+                    continue
+                self.violations.append(
+                    Violation(
+                        "superseded",
+                        f"{instance.sender}: claimed {instance.id} at {claim_start:.3f} after a "
+                        f"newer write (row {write.row}) completed at {write.done:.3f}",
+                        (instance.row, write.row, row["seq"]),
+                    )
+                )
+                return
+
+    def _ghost(self, row: dict[str, Any]) -> Instance | None:
+        """An instance no schedule announced: a write that timed out but landed, or a bug."""
+        key = (row["sender_id"], row["scheduled_time"])
+        copy = self.unacked_copy.get(key)
+        known = [i for i in self.instances.values() if (i.sender, i.scheduled_time) == key]
+        if copy is None and not known and not self.unacked.get(key):
+            self.violations.append(
+                Violation(
+                    "unknown_instance",
+                    f"{row['sender_id']}: claimed {row['fire_id']}, which no write explains",
+                    (row["seq"],),
+                )
+            )
+            return None
+        item = Instance(
+            id=row["fire_id"],
+            sender=row["sender_id"],
+            origin=row["origin"] or "redis",
+            pod=row["pod"],
+            version=int(row["version"] or 0),
+            scheduled_time=row["scheduled_time"],
+            start=row["t"],
+            done=row["t"],
+            row=row["seq"],
+        )
+        self.instances[item.id] = item
+        self.parent.setdefault(item.id, item.id)
+        partner = copy or (known[0].id if known else None)
+        if partner is not None:
+            self.join(partner, item.id)
+        elif self.unacked.get(key):
+            # The write's reply never came and no copy exists: the ghost is the only one.
+            unacked_row = self.rows[self.unacked[key][0]]
+            item.start = unacked_row["t"]
+            item.timeout = unacked_row["d"].get("timeout")
+        return item
+
+    def _declare_instance(self, fire_id: str, reason: str) -> None:
+        self.declared[reason] += 1
+        instance = self.instances.get(fire_id)
+        if instance is not None:
+            instance.declared = reason
+
+    def _duplicates(self, fires_ok: dict[str, list[dict[str, Any]]]) -> None:
+        by_timer: dict[str, list[str]] = defaultdict(list)
+        for fire_id in fires_ok:
+            if fire_id in self.instances:
+                by_timer[self.root(fire_id)].append(fire_id)
+        for root, fire_ids in by_timer.items():
+            if len(fire_ids) > 1:
+                rows = tuple(fires_ok[f][0]["seq"] for f in fire_ids)
+                self.violations.append(
+                    Violation(
+                        "duplicate",
+                        f"{self.instances[root].sender}: one timer fired as {', '.join(fire_ids)}",
+                        rows,
+                    )
+                )
+
+    def _refires(
+        self,
+        starts: dict[str, list[dict[str, Any]]],
+        claims: dict[str, list[dict[str, Any]]],
+        fires_ok: dict[str, list[dict[str, Any]]],
+    ) -> None:
+        self.raw_refires = 0
+        for fire_id, attempts in starts.items():
+            for previous, current in itertools.pairwise(attempts):
+                self.raw_refires += 1
+                if not self._refire_explained(fire_id, previous, current, claims):
+                    self.violations.append(
+                        Violation(
+                            "unexplained_refire",
+                            f"{previous['sender_id']}: {fire_id} fired again by {current['pod']} "
+                            f"with nothing to explain it",
+                            (previous["seq"], current["seq"]),
+                        )
+                    )
+
+    def _refire_explained(
+        self,
+        fire_id: str,
+        previous: dict[str, Any],
+        current: dict[str, Any],
+        claims: dict[str, list[dict[str, Any]]],
+    ) -> bool:
+        pod, t0, t1 = previous["pod"], previous["t"], current["t"]
+        if self.unacked.get((previous["sender_id"], previous["scheduled_time"])):
+            return True  # a write that timed out landed after all, while its copy fired too
+        done = [
+            r
+            for r in self.rows_for_fire(fire_id)
+            if r["kind"] == "fire"
+            and r["outcome"] == "fire_done"
+            and r["pod"] == pod
+            and r["t"] >= t0
+        ]
+        if not done or done[0]["result"] != "ok":
+            return True  # the previous attempt failed or never finished
+        if any(t0 <= crash <= t1 for crash in self.crashes.get(pod, [])):
+            return True
+        if any(t0 - self.info.lease_seconds <= t <= t1 for t, _ in self.activations.get(pod, [])):
+            return True  # its lease could not be released during an outage
+        if any(t0 <= restart["t"] <= t1 + EPSILON for restart in self.restarts):
+            self.declared["restart_resurrection"] += 1
+            return True
+        return bool(done[0]["t"] - t0 >= self.info.lease_seconds)  # a fire slower than its lease
+
+    def rows_for_fire(self, fire_id: str) -> Iterator[dict[str, Any]]:
+        if not hasattr(self, "_by_fire"):
+            self._by_fire: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for row in self.rows:
+                if row["fire_id"]:
+                    self._by_fire[row["fire_id"]].append(row)
+        return iter(self._by_fire.get(fire_id, []))
+
+    def _early(self, starts: dict[str, list[dict[str, Any]]]) -> None:
+        tolerance = self.info.max_skew + EPSILON
+        for fire_id, attempts in starts.items():
+            instance = self.instances.get(fire_id)
+            if instance is None:
+                continue
+            deadline = self.deadline(instance)
+            if deadline is None:
+                continue
+            first = attempts[0]
+            if first["t"] < deadline - tolerance:
+                self.violations.append(
+                    Violation(
+                        "early",
+                        f"{instance.sender}: fired {deadline - first['t']:.3f} s before its "
+                        f"deadline (tolerance {self.info.max_skew:.3f} s)",
+                        (instance.row, first["seq"]),
+                    )
+                )
+
+    def check_lost_and_late(self, bound: Bound) -> None:
+        fired_roots: dict[str, tuple[float, str]] = {}
+        for fire_id in self.fires_ok:
+            if fire_id not in self.instances:
+                continue
+            root = self.root(fire_id)
+            start = min(
+                (
+                    r
+                    for r in self.rows_for_fire(fire_id)
+                    if r["kind"] == "fire" and r["outcome"] == "fire_start"
+                ),
+                key=lambda r: r["t"],
+            )
+            if root not in fired_roots or start["t"] < fired_roots[root][0]:
+                fired_roots[root] = (start["t"], start["origin"] or "redis")
+        roots: dict[str, list[Instance]] = defaultdict(list)
+        for instance in self.instances.values():
+            roots[self.root(instance.id)].append(instance)
+        for root, members in roots.items():
+            head = self.instances[root]
+            deadline = self.deadline(head)
+            if deadline is None:
+                continue
+            if root in fired_roots:
+                if not any(member.resurrected for member in members):
+                    fired, origin = fired_roots[root]
+                    self._late(head, members, deadline, fired, origin, bound)
+                continue
+            reason = self._why_not_fired(members)
+            if reason is None:
+                continue
+            if reason != "pending":
+                self.declared[reason] += 1
+                continue
+            excused = self._excused(members, deadline, self.end)
+            if deadline + bound.value + excused < self.end:
+                self.violations.append(
+                    Violation(
+                        "lost",
+                        f"{head.sender}: {', '.join(m.id for m in members)} due at {deadline:.3f} "
+                        f"never fired (bound {bound.value:.3f} s, excused {excused:.3f} s)",
+                        tuple(m.row for m in members),
+                    )
+                )
+
+    def _why_not_fired(self, members: list[Instance]) -> str | None:
+        """None if the timer ended legitimately, a declared-loss class, or "pending"."""
+        for member in members:
+            if member.declared:
+                return None
+            if member.id in self.fallback_lost:
+                return "fallback_lost_on_crash"
+        for member in members:
+            order = (
+                member.origin if member.origin in {"redis", "custom"} else f"fallback:{member.pod}"
+            )
+            for write in self.writes.get(member.sender, []):
+                if write.order != order or write.instance in {m.id for m in members}:
+                    continue
+                newer = (
+                    self._redis_order(write.start, write.version)
+                    > self._redis_order(member.written, member.version)
+                    if order == "redis"
+                    else write.done > member.done
+                )
+                if newer:
+                    return None  # superseded (or cancelled) by a later write
+            if member.origin == "fallback" and self._merge_skipped(member):
+                return None
+            if any(t >= member.written for t in self.unacked_cancels.get(member.sender, [])):
+                return None  # a cancel that timed out may have landed: either outcome is fine
+        for member in members:
+            if member.claims:
+                claim = self.rows[member.claims[-1]]
+                if self.delivery.get(claim["pod"]) == "at_most_once" and self._crashed_after(claim):
+                    return "crash_between_claim_and_fire"
+            if member.origin == "redis" and self.restart_loses(
+                member.written, member.version, member.sender
+            ):
+                return "restart_lost_write"
+        return "pending"
+
+    def _merge_skipped(self, member: Instance) -> bool:
+        for row in self.rows:
+            if (
+                row["kind"] == "reconciled"
+                and row["sender_id"] == member.sender
+                and row["pod"] == member.pod
+                and row["t"] >= member.done
+                and not row["d"].get("applied")
+            ):
+                return True
+        return False
+
+    def _crashed_after(self, claim: dict[str, Any]) -> bool:
+        crashes = self.crashes.get(claim["pod"], [])
+        done = [
+            r
+            for r in self.rows_for_fire(claim["fire_id"])
+            if r["kind"] == "fire" and r["outcome"] == "fire_done"
+        ]
+        return any(c >= claim["t"] for c in crashes) and not done
+
+    def _excused(
+        self, members: list[Instance], start: float, end: float, origin: str | None = None
+    ) -> float:
+        spans: list[tuple[float, float]] = []
+        for member in members:
+            spans += self.unreachable(origin or member.origin, member.pod)
+            if (origin or member.origin) == "redis":
+                # A claim that timed out may have leased it anyway: held until the lease lapses.
+                spans += [
+                    (t, t + self.info.lease_seconds)
+                    for t, now, lease_until in self.unacked_claims
+                    if lease_until is not None and member.scheduled_time <= now and t >= member.done
+                ]
+            for seq in member.claims:
+                claim = self.rows[seq]
+                if self._crashed_after(claim) or any(
+                    claim["t"] <= c for c in self.crashes.get(claim["pod"], [])
+                ):
+                    spans.append((claim["t"], claim["t"] + self.info.lease_seconds))
+        return _overlap(_union(spans), start, end)
+
+    def _late(
+        self,
+        head: Instance,
+        members: list[Instance],
+        deadline: float,
+        fired: float,
+        origin: str,
+        bound: Bound,
+    ) -> None:
+        """Late, judged by the copy that fired: out of reach only while its store was."""
+        excused = self._excused(members, deadline, fired, origin)
+        lateness = fired - deadline - excused
+        self.lateness.append(fired - deadline)
+        if lateness > bound.value + EPSILON:
+            self.violations.append(
+                Violation(
+                    "late",
+                    f"{head.sender}: fired {fired - deadline:.3f} s after its deadline "
+                    f"({excused:.3f} s excused; bound {bound.value:.3f} s)",
+                    (head.row,),
+                )
+            )
+
+    def check_fallback(self, activation: Bound, deactivation: Bound) -> dict[str, str]:
+        """Every fault left a trace; every stretch without Redis activated each affected pod's
+        fallback once, in time, and was merged back in time once Redis returned."""
+        exercised: dict[str, str] = {}
+        pods = sorted(set(self.starts))
+        cut_off: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+        for window in self.windows:
+            affected = self._affected(window, pods)
+            evidence = self._exercised(window, affected)
+            exercised[f"{window.kind}@{window.start:.1f}s"] = evidence
+            if evidence.startswith("NOT"):
+                self.violations.append(
+                    Violation(
+                        "not_exercised",
+                        f"{window.kind} at {window.start:.1f}s: {evidence}",
+                        (window.row,),
+                    )
+                )
+            if self._reachability_fault(window):
+                for pod in affected:
+                    cut_off[pod].append((window.start, window.end, window.row))
+        straggle = self.info.socket_timeout + 2 * self.info.latency  # a call still in flight
+        for pod in pods:
+            stretches = _union_rows(cut_off.get(pod, []))
+            for index, (start, end, row) in enumerate(stretches):
+                after = stretches[index + 1][0] if index + 1 < len(stretches) else math.inf
+                self._one_stretch(pod, start, end, row, after, activation, deactivation, straggle)
+            for t, seq in self.activations.get(pod, []):
+                if not any(s - EPSILON <= t <= e + straggle for s, e, _ in stretches):
+                    self.violations.append(
+                        Violation(
+                            "spurious_fallback",
+                            f"{pod}: fallback activated at {t:.3f} with no fault",
+                            (seq,),
+                        )
+                    )
+        return exercised
+
+    def _one_stretch(
+        self,
+        pod: str,
+        start: float,
+        end: float,
+        row: int,
+        next_start: float,
+        activation: Bound,
+        deactivation: Bound,
+        straggle: float,
+    ) -> None:
+        """One stretch of time when `pod` could not reach Redis: activate in time, once, and
+        merge back in time (unless Redis is lost again before the bound)."""
+        activations = [
+            (t, seq)
+            for t, seq in self.activations.get(pod, [])
+            if start - EPSILON <= t <= end + straggle
+        ]
+        if end - start >= activation.value and self._alive_through(
+            pod, start, start + activation.value
+        ):
+            timely = any(t <= start + activation.value for t, _ in activations)
+            if not timely and not self._active_at(pod, start):
+                self.violations.append(
+                    Violation(
+                        "fallback_activation",
+                        f"{pod}: no fallback within {activation.value:.3f} s of losing Redis "
+                        f"at {start:.3f}",
+                        (row,),
+                    )
+                )
+        inside = [
+            (t, seq)
+            for t, seq in self.deactivations.get(pod, [])
+            if start + straggle < t < end - EPSILON
+        ]
+        for t, seq in inside:
+            again = [a for a in activations if a[0] > t]
+            if again and not self._crashed_between(pod, t, again[0][0]):
+                self.violations.append(
+                    Violation(
+                        "fallback_flapping",
+                        f"{pod}: fallback deactivated at {t:.3f} and activated again at "
+                        f"{again[0][0]:.3f} while Redis was still out of reach",
+                        (seq, again[0][1]),
+                    )
+                )
+        if not activations and not self._active_at(pod, start):
+            return
+        limit = end + deactivation.value
+        merged = any(end - EPSILON <= t <= limit for t, _ in self.deactivations.get(pod, []))
+        due = limit < min(self.end, next_start) and self._alive_through(pod, end, limit)
+        if due and not merged:
+            self.violations.append(
+                Violation(
+                    "fallback_deactivation",
+                    f"{pod}: fallback still active {deactivation.value:.3f} s after Redis "
+                    f"came back at {end:.3f}",
+                    (row,),
+                )
+            )
+
+    def _reachability_fault(self, window: Window) -> bool:
+        if window.kind in REACH_FAULTS or window.kind == "partial_outage":
+            return True
+        return window.kind == "slow_redis" and self._times_out(window)
+
+    def _affected(self, window: Window, pods: list[str]) -> list[str]:
+        if window.kind in {"partial_outage", "pod_crash", "crash_mid_claim"}:
+            return [window.target] if window.target else []
+        if window.kind in REACH_FAULTS or window.kind == "slow_redis":
+            return pods
+        return []
+
+    def _exercised(self, window: Window, affected: list[str]) -> str:
+        if window.kind in {"pod_crash", "crash_mid_claim"}:
+            crashed = any(
+                window.start - EPSILON <= t <= window.end + EPSILON
+                for t in self.crashes.get(window.target or "", [])
+            )
+            if not crashed and not self._alive_through(
+                window.target or "", window.start, window.start
+            ):
+                return "the pod was already down"
+            return (
+                "pod crashed and restarted" if crashed else "NOT exercised: the pod never crashed"
+            )
+        if self._reachability_fault(window):
+            hits = sum(
+                1
+                for pod in affected
+                for t, _ in self.activations.get(pod, [])
+                if window.start - EPSILON <= t <= window.end
+            ) + sum(1 for pod in affected if self._active_at(pod, window.start))
+            if hits:
+                return f"fallback activated on {hits} pod(s)"
+            if window.end - window.start < self.info.socket_timeout + self.info.poll_interval * 2:
+                return "too short to activate the fallback"
+            return "NOT exercised: no pod activated its fallback"
+        return "applied"
+
+    def _alive_through(self, pod: str, start: float, end: float) -> bool:
+        return not any(
+            down_start <= end and down_end >= start for down_start, down_end in self._pod_down(pod)
+        )
+
+    def _crashed_between(self, pod: str, start: float, end: float) -> bool:
+        return any(start <= t <= end for t in self.crashes.get(pod, []))
+
+    def _active_at(self, pod: str, when: float) -> bool:
+        last_on = max(
+            (t for t, _ in self.activations.get(pod, []) if t < when - EPSILON), default=None
+        )
+        if last_on is None:
+            return False
+        last_off = max(
+            (t for t, _ in self.deactivations.get(pod, []) if t < when), default=-math.inf
+        )
+        crashed = any(last_on < t < when for t in self.crashes.get(pod, []))
+        return last_off < last_on and not crashed
+
+
+def _union(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _union_rows(spans: Iterable[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    """Like `_union`, keeping the row of the first span of each merged stretch."""
+    merged: list[tuple[float, float, int]] = []
+    for start, end, row in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end), merged[-1][2])
+        else:
+            merged.append((start, end, row))
+    return merged
+
+
+def _intersect(
+    a: list[tuple[float, float]], b: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    out = []
+    for s1, e1 in a:
+        for s2, e2 in b:
+            start, end = max(s1, s2), min(e1, e2)
+            if start < end:
+                out.append((start, end))
+    return _union(out)
+
+
+def _overlap(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    return sum(max(0.0, min(e, end) - max(s, start)) for s, e in spans)
+
+
+def lateness_bound(info: RunInfo, backlog: int, slow: float) -> Bound:
+    """How late a fire may be once a healthy pod can reach its timer."""
+    return Bound(
+        "lateness bound",
+        "P(1+j) + S + 4λ + 2σ + f + p + τ + N/r",
+        (
+            ("poll interval P(1+j)", info.poll_interval * (1 + info.poll_jitter)),
+            ("clock skew S", info.max_skew),
+            ("round trips 4λ", 4 * info.latency),
+            ("slow replies 2σ", 2 * slow),
+            ("fire duration f", info.fire_duration),
+            ("probe interval p", info.probe_interval),
+            ("socket timeout τ", info.socket_timeout),
+            ("backlog N/r", backlog / info.recovery_rate),
+        ),
+    )
+
+
+def activation_bound(info: RunInfo, slow: float) -> Bound:
+    """How soon a pod must notice that Redis is gone: its current call's slow reply, one
+    poll interval, then one socket timeout."""
+    return Bound(
+        "fallback activation bound",
+        "σ + P(1+j) + τ + 2λ",
+        (
+            ("slow reply σ", slow),
+            ("poll interval P(1+j)", info.poll_interval * (1 + info.poll_jitter)),
+            ("socket timeout τ", info.socket_timeout),
+            ("round trip 2λ", 2 * info.latency),
+        ),
+    )
+
+
+def deactivation_bound(info: RunInfo, slow: float) -> Bound:
+    """How soon after Redis returns a pod must have merged its outage back."""
+    return Bound(
+        "fallback deactivation bound",
+        "p + P(1+j) + 2τ + 2σ + m",
+        (
+            ("probe interval p", info.probe_interval),
+            ("poll interval P(1+j)", info.poll_interval * (1 + info.poll_jitter)),
+            ("two timeouts 2τ", 2 * info.socket_timeout),
+            ("slow replies 2σ", 2 * slow),
+            ("merge allowance m", 1.0),
+        ),
+    )
+
+
+def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
+    """Judge parsed history rows (dicts with a parsed `d` detail) of one run."""
+    checker = _Checker(rows, info)
+    checker.collect()
+    backlog = _peak_backlog(checker)
+    slow = max(
+        (w.detail.get("latency") or 0.0 for w in checker.windows if w.kind == "slow_redis"),
+        default=0.0,
+    )
+    bound = lateness_bound(info, backlog, slow)
+    activation = activation_bound(info, slow)
+    deactivation = deactivation_bound(info, slow)
+    checker.recovery_allowance = deactivation.value
+    checker.check_claims_and_fires()
+    checker.check_lost_and_late(bound)
+    exercised = checker.check_fallback(activation, deactivation)
+    lateness = sorted(checker.lateness)
+    stats: dict[str, float] = {
+        "instances": len(checker.instances),
+        "fires": sum(len(v) for v in checker.fires_ok.values()),
+        "raw_refires": checker.raw_refires,
+        "activations": sum(len(v) for v in checker.activations.values()),
+        "lateness_p50": lateness[len(lateness) // 2] if lateness else 0.0,
+        "lateness_p99": lateness[int(len(lateness) * 0.99)] if lateness else 0.0,
+        "lateness_max": lateness[-1] if lateness else 0.0,
+    }
+    return Verdict(
+        info,
+        checker.violations,
+        checker.declared,
+        exercised,
+        [bound, activation, deactivation],
+        stats,
+    )
+
+
+def _peak_backlog(checker: _Checker) -> int:
+    """The most timers that came due inside one window when no pod could reach them."""
+    peak = 0
+    for start, end in checker.unreachable("redis", ""):
+        due = 0
+        for instance in checker.instances.values():
+            deadline = checker.deadline(instance)
+            if deadline is not None and start <= deadline <= end:
+                due += 1
+        peak = max(peak, due)
+    return peak
+
+
+def load_rows(history: Path) -> list[dict[str, Any]]:
+    """History rows as dicts, NaN as None, `detail` parsed into `d`."""
+    frame = read_history(history)
+    records: list[dict[str, Any]] = [
+        {str(k): v for k, v in record.items()}
+        for record in frame.astype(object).where(frame.notna(), None).to_dict("records")
+    ]
+    for row in records:
+        row["d"] = json.loads(row["detail"]) if row["detail"] else {}
+        for key in ("version", "attempt", "seq"):
+            if row[key] is not None:
+                row[key] = int(row[key])
+    return records
+
+
+def check_run(run_dir: Path) -> Verdict:
+    """Judge the run in `run_dir` (its `history.csv` and `run.json`)."""
+    info = RunInfo.load(run_dir / "run.json")
+    return check(load_rows(run_dir / "history.csv"), info)

@@ -1,0 +1,73 @@
+"""What the checker needs to know about a run besides its history: its timing parameters.
+
+Simulated runs and load runs both write `run.json`; `RunInfo.load` reads either. Fault windows
+are not here: they come from the history's `fault_start` / `fault_end` rows, which both kinds of
+run record as they happen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The parameters that the lateness and fallback bounds are made of."""
+
+    kind: str = "sim"
+    scenario: str = ""
+    seed: int | None = None
+    poll_interval: float = 1.0
+    poll_jitter: float = 0.1
+    lease_seconds: float = 30.0
+    probe_interval: float = 1.0
+    recovery_rate: float = 1000.0
+    fire_timeout: float = 10.0
+    socket_timeout: float = 0.5
+    latency: float = 0.001
+    """Largest one-way latency between a pod and Redis (seconds)."""
+    fire_duration: float = 0.0
+    max_skew: float = 0.0
+    """Largest clock offset between two pods during the run (the early-fire tolerance S)."""
+    buckets: int = 1
+    key_prefix: str | None = None
+    end: float = 0.0
+    """True time at which the run ended."""
+
+    @classmethod
+    def load(cls, path: Path) -> RunInfo:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if "spec" in data:  # a simulated run
+            return cls.from_sim(data["spec"], data["duration"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.get("info", data).items() if k in known})
+
+    @classmethod
+    def from_sim(cls, spec: dict[str, Any], duration: float) -> RunInfo:
+        from sim.faults import FaultPlan
+
+        settings = spec["settings"]
+        plan = FaultPlan.from_data(spec["plan"], spec["pods"])
+        return cls(
+            kind="sim",
+            scenario=spec["scenario"],
+            seed=spec["seed"],
+            poll_interval=settings["poll_interval"],
+            poll_jitter=settings["poll_jitter"],
+            lease_seconds=settings["lease_seconds"],
+            probe_interval=settings["probe_interval"],
+            recovery_rate=settings["recovery_rate"],
+            fire_timeout=settings["fire_timeout"],
+            socket_timeout=spec["socket_timeout"],
+            latency=spec["latency"] * (1 + spec["latency_jitter"]),
+            fire_duration=spec["fire_duration"],
+            max_skew=plan.max_skew(),
+            buckets=spec["buckets"],
+            end=duration,
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -1,0 +1,127 @@
+"""The simulator's embedded Redis: fakeredis (with Lua), plus the faults a real one suffers.
+
+State the world can change: `up` (killed, or cut off from every pod), `paused` (SIGSTOP:
+commands wait in the socket buffer and run on resume), `extra_latency` (a slow server).
+Overlapping faults nest: each one only undoes itself. A restart loses what
+its persistence mode would lose: the data are restored from a snapshot taken at the last
+point that mode keeps (`none`: nothing; `rdb`: the last save; `aof_everysec`: about a second
+before the crash; `aof_always`: everything acknowledged), and the script cache is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import fakeredis
+import simpy
+
+Snapshot = dict[bytes, tuple[str, Any]]
+
+
+class EmbeddedRedis:
+    """One in-process Redis server shared by every simulated pod."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.server = fakeredis.FakeServer(version=(7,))
+        self.extra_latency = 0.0
+        self._unreachable = 0
+        self._killed = False
+        self._pauses = 0
+        self._resumed: simpy.Event = env.event()
+        self._deferred: list[Callable[[], None]] = []
+
+    @property
+    def up(self) -> bool:
+        return not self._killed and self._unreachable == 0
+
+    @property
+    def paused(self) -> bool:
+        return self._pauses > 0 and not self._killed
+
+    # -- reachability -----------------------------------------------------------------------
+
+    def cut_off(self, cut: bool) -> None:
+        """Every pod loses (or regains) its route to Redis; the data are untouched."""
+        self._unreachable += 1 if cut else -1
+
+    # -- pause (SIGSTOP / SIGCONT) ----------------------------------------------------------
+
+    def pause(self) -> None:
+        self._pauses += 1
+        if self._pauses == 1:
+            self._resumed = self.env.event()
+
+    def resume(self) -> None:
+        """Run what was buffered during the pause, in arrival order, then serve again."""
+        self._pauses -= 1
+        if self._pauses > 0:
+            return
+        deferred, self._deferred = self._deferred, []
+        if not self._killed:
+            for run in deferred:
+                run()
+        if not self._resumed.triggered:
+            self._resumed.succeed()
+
+    @property
+    def resumed(self) -> simpy.Event:
+        """Fires when the current pause ends."""
+        return self._resumed
+
+    def defer(self, run: Callable[[], None]) -> None:
+        """Queue bytes that reached a paused server: they execute on resume."""
+        self._deferred.append(run)
+
+    # -- kill and restart -------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Everything in db 0, as plain data (strings, hashes, sorted sets, lists, sets)."""
+        client = self._admin()
+        data: Snapshot = {}
+        keys: list[bytes] = client.keys("*")  # type: ignore[assignment]
+        for key in sorted(keys):
+            kind = str(client.type(key), "ascii")  # type: ignore[arg-type]
+            if kind == "string":
+                data[key] = (kind, client.get(key))
+            elif kind == "hash":
+                data[key] = (kind, client.hgetall(key))
+            elif kind == "zset":
+                data[key] = (kind, client.zrange(key, 0, -1, withscores=True))
+            elif kind == "list":
+                data[key] = (kind, client.lrange(key, 0, -1))
+            elif kind == "set":
+                data[key] = (kind, sorted(client.smembers(key)))
+            else:
+                raise ValueError(f"cannot snapshot a {kind} key in the embedded Redis")
+        return data
+
+    def kill(self) -> None:
+        """The process is gone: connections are refused, buffered requests die with it."""
+        self._killed = True
+        self._deferred = []
+        if not self._resumed.triggered:
+            self._resumed.succeed()
+
+    def restart(self, restored: Snapshot | None) -> None:
+        """Come back with `restored` data (None: empty) and an empty script cache."""
+        client = self._admin()
+        client.flushall()
+        client.script_flush()
+        for key, (kind, value) in (restored or {}).items():
+            if kind == "string":
+                client.set(key, value)
+            elif kind == "hash":
+                client.hset(key, mapping=value)
+            elif kind == "zset":
+                client.zadd(key, dict(value))
+            elif kind == "list":
+                client.rpush(key, *value)
+            elif kind == "set":
+                client.sadd(key, *value)
+        self._killed = False
+
+    def _admin(self) -> fakeredis.FakeRedis:
+        """A synchronous client that reaches the server directly (no latency, no faults)."""
+        return fakeredis.FakeRedis(server=self.server)

@@ -1,0 +1,80 @@
+"""Conversations: who sends what, when, to which pod.
+
+Conversations arrive as a Poisson process. Each has a session timeout drawn from
+`timeouts`, sends a geometric number of messages with exponential think times (a think time
+longer than the timeout lets the session expire between messages, as real users do), and ends
+explicitly (a cancel) with probability `end_probability`.
+
+Adversarial mode opens the race windows a broken store needs to show its bug: think times that
+land a message exactly on the timer's deadline (with fractional timeouts), so a re-arm meets a
+poll that is claiming the old instance.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """The traffic of one run."""
+
+    conversations: int = 60
+    arrival_window: float = 60.0
+    """Conversations start uniformly-at-random (Poisson) within this many seconds."""
+    messages_mean: float = 4.0
+    think_time_mean: float = 6.0
+    end_probability: float = 0.3
+    timeouts: tuple[float, ...] = (5.0, 10.0, 20.0)
+    routing: str = "random"
+    """"random" (any pod per message) or "sticky" (one pod per conversation)."""
+    adversarial: float = 0.0
+    """Share of messages sent exactly at the deadline of the conversation's timer."""
+
+    def longest_timeout(self) -> float:
+        return max(self.timeouts)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One step of a conversation: wait `delay`, then send (or end, when `end` is set)."""
+
+    delay: float
+    end: bool = False
+
+
+@dataclass(frozen=True)
+class Conversation:
+    sender_id: str
+    session_id: str
+    start: float
+    timeout: float
+    steps: tuple[Message, ...]
+
+
+def conversations(spec: WorkloadSpec, rng: random.Random) -> list[Conversation]:
+    """Draw every conversation of a run up front, so pods and faults never shift the draw."""
+    rate = spec.conversations / spec.arrival_window if spec.arrival_window else 0.0
+    start = 0.0
+    result = []
+    for index in range(spec.conversations):
+        start = start + rng.expovariate(rate) if rate else 0.0
+        timeout = rng.choice(spec.timeouts)
+        if spec.adversarial:
+            timeout += round(rng.random(), 6)  # fractional deadlines
+        count = 1
+        while rng.random() > 1.0 / spec.messages_mean:
+            count += 1
+        steps = [Message(0.0)]
+        for _ in range(count - 1):
+            if rng.random() < spec.adversarial:
+                steps.append(Message(timeout))  # exactly at the deadline of the last message
+            else:
+                steps.append(Message(rng.expovariate(1.0 / spec.think_time_mean)))
+        if rng.random() < spec.end_probability:
+            steps.append(Message(rng.expovariate(1.0 / spec.think_time_mean), end=True))
+        result.append(
+            Conversation(f"user-{index:05d}", f"session-{index:05d}", start, timeout, tuple(steps))
+        )
+    return result

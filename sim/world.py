@@ -1,0 +1,311 @@
+"""`World`: builds a simulated deployment from a `RunSpec`, runs it, records the history.
+
+Data flow: workload and fault processes drive the pods; pods and the world write one
+history (`history.csv`) plus the run description (`run.json`); nothing else leaves the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import simpy
+from redis.asyncio import ConnectionPool, Redis
+
+from harness.history import HistoryWriter, history_hash
+from sim.custom import RemoteStore
+from sim.faults import Fault
+from sim.loop import AsyncBridge, SimEventLoop, run_simulation
+from sim.network import SimConnection
+from sim.pod import SimPod, seeded
+from sim.redis_server import EmbeddedRedis, Snapshot
+from sim.spec import RunSpec
+from sim.workload import Conversation, conversations
+from store.base import SessionTimerStore
+from store.config import EndpointConfig, load_store_class
+from store.fallback import FallbackTimerStore
+from store.redis import RedisTimerStore
+from store.redis.clients import no_retry
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run's files are, and what identifies it."""
+
+    history: Path
+    run_file: Path
+    history_hash: str
+    duration: float
+
+
+class PodContext:
+    """What a pod-stack factory (`--store module.factory`) gets to build one pod's store."""
+
+    def __init__(self, world: World, pod: SimPod) -> None:
+        self.world = world
+        self.pod = pod
+
+    def reference_stack(self) -> FallbackTimerStore:
+        """The reference stack: `FallbackTimerStore(RedisTimerStore)` on the embedded Redis."""
+        return self.world.reference_stack(self.pod)
+
+
+class World:
+    """The simulated deployment of one run."""
+
+    def __init__(self, spec: RunSpec, out_dir: Path) -> None:
+        self.spec = spec
+        self.out_dir = out_dir
+        self.env = simpy.Environment()
+        self.loop = SimEventLoop(self.env)
+        self.bridge = AsyncBridge(self.env, self.loop)
+        self.redis = EmbeddedRedis(self.env)
+        self.history = HistoryWriter(out_dir / "history.csv")
+        self.pods = [SimPod(self, index) for index in range(spec.pods)]
+        self._route_rng = self.rng("routing")
+        self._shared: SessionTimerStore | None = None
+        self._factory: Callable[[PodContext], SessionTimerStore] | None = None
+        self._store_class: type | None = None
+        self._resolve_store()
+
+    def rng(self, purpose: str) -> random.Random:
+        return seeded(self.spec.seed, purpose)
+
+    # -- stores -----------------------------------------------------------------------------
+
+    def _resolve_store(self) -> None:
+        if self.spec.store is None:
+            return
+        module_name, _, name = self.spec.store.rpartition(".")
+        import importlib
+
+        target = getattr(importlib.import_module(module_name), name, None)
+        if isinstance(target, type):
+            self._store_class = load_store_class(self.spec.store)
+        elif callable(target):
+            self._factory = target
+        else:
+            raise ValueError(f"--store {self.spec.store}: not a store class or a factory")
+
+    def build_store(self, pod: SimPod) -> SessionTimerStore:
+        """The store stack of one pod incarnation."""
+        if self._factory is not None:
+            return self._factory(PodContext(self, pod))
+        if self._store_class is not None:
+            if self._shared is None:
+                config = EndpointConfig(type=self.spec.store)
+                self._shared = self._store_class(endpoint_config=config)
+            return RemoteStore(self._shared, pod.link, self.spec.socket_timeout)
+        return self.reference_stack(pod)
+
+    def reference_stack(self, pod: SimPod) -> FallbackTimerStore:
+        pool = ConnectionPool(
+            connection_class=SimConnection,
+            link=pod.link,
+            server=self.redis.server,
+            socket_timeout=self.spec.socket_timeout,
+            decode_responses=True,
+        )
+        client = Redis(connection_pool=pool, retry=no_retry())
+        primary = RedisTimerStore(
+            EndpointConfig(type="redis", buckets=self.spec.buckets),
+            client=client,
+            rng=self.rng(f"epoch:{pod.index}:{pod.incarnation}"),
+            sink=pod.sink,
+        )
+        return FallbackTimerStore(
+            primary,
+            clock=pod.clock,
+            probe_interval=self.spec.settings.probe_interval,
+            sink=pod.sink,
+            memory_prefix=f"{pod.name}.{pod.incarnation}",
+        )
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Simulate until every conversation is over and the drain has passed."""
+        traffic = conversations(self.spec.workload, self.rng("workload"))
+        for pod in self.pods:
+            pod.start()
+        last = 0.0
+        for conversation in traffic:
+            self.env.process(self._conversation(conversation))
+            last = max(last, conversation.start + sum(step.delay for step in conversation.steps))
+        for index, fault in enumerate(self.spec.plan.faults):
+            self.env.process(self._fault(index, fault))
+        duration = self.spec.duration(last)
+        self._record_world("run_start", scenario=self.spec.scenario, seed=self.spec.seed)
+        with _event_loop(self.loop):
+            run_simulation(self.env, self.loop, duration)
+            self._record_world("run_end")
+            for pod in self.pods:
+                pod.stop()
+            self.loop.run_until_complete(self._close_stores())
+        self.history.close()
+        run_file = self.out_dir / "run.json"
+        run_file.write_text(
+            json.dumps({"spec": self.spec.to_data(), "duration": duration}, indent=2) + "\n"
+        )
+        history = self.out_dir / "history.csv"
+        return RunResult(history, run_file, history_hash(history), duration)
+
+    async def _close_stores(self) -> None:
+        await asyncio.sleep(0)
+        if self._shared is not None:
+            self._shared.close()
+
+    def _conversation(self, conversation: Conversation) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(conversation.start)
+        sticky = self.pods[self._route_rng.randrange(len(self.pods))]
+        for step in conversation.steps:
+            if step.delay:
+                yield self.env.timeout(step.delay)
+            pod = self._route(sticky)
+            if pod is None:
+                self._record_world("message", sender_id=conversation.sender_id, result="no_pod")
+                continue
+            event = (
+                pod.handle_end(conversation.sender_id)
+                if step.end
+                else pod.handle_message(
+                    conversation.sender_id, conversation.session_id, conversation.timeout
+                )
+            )
+            try:
+                yield event
+            except (Exception, asyncio.CancelledError):
+                pod.record("message", sender_id=conversation.sender_id, result="error")
+
+    def _route(self, sticky: SimPod) -> SimPod | None:
+        if self.spec.workload.routing == "sticky" and sticky.alive:
+            return sticky
+        alive = [pod for pod in self.pods if pod.alive]
+        return alive[self._route_rng.randrange(len(alive))] if alive else None
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def _fault(self, index: int, fault: Fault) -> Generator[simpy.Event, Any, None]:
+        snapshot: Snapshot | None = None
+        if fault.kind == "redis_restart" and fault.persistence != "none":
+            lost = fault.lost_window or 0.0
+            yield self.env.timeout(max(0.0, fault.start - lost))
+            snapshot = self.redis.snapshot()
+            yield self.env.timeout(max(0.0, fault.start - self.env.now))
+        else:
+            yield self.env.timeout(fault.start)
+        self._record_world(
+            "fault_start", fault=fault.kind, fault_index=index, **_fault_fields(fault)
+        )
+        self._apply(fault, snapshot, start=True)
+        if fault.kind == "crash_mid_claim":
+            # The pod dies at its next claim and restarts `duration` later. If no claim comes
+            # within `duration` (nothing is due), it dies anyway, so the fault always happens.
+            yield self.env.timeout(fault.duration)
+            pod = self.pods[fault.pod or 0]
+            if pod.alive and pod.crash_after_claim:
+                self.crash_and_restart(pod, "crash_mid_claim_without_claim")
+            return
+        yield self.env.timeout(fault.duration)
+        self._apply(fault, snapshot, start=False)
+        self._record_world("fault_end", fault=fault.kind, fault_index=index)
+
+    def _apply(self, fault: Fault, snapshot: Snapshot | None, *, start: bool) -> None:
+        kind = fault.kind
+        if kind == "redis_outage" and fault.mode == "pause":
+            self.redis.pause() if start else self.redis.resume()
+        elif kind == "redis_outage":
+            self.redis.cut_off(start)
+        elif kind == "partial_outage":
+            self.pods[fault.pod or 0].link.cuts += 1 if start else -1
+        elif kind == "redis_restart":
+            if start:
+                self.redis.kill()
+            else:
+                self.redis.restart(snapshot)
+                self._record_world(
+                    "redis_restart",
+                    persistence=fault.persistence,
+                    kept_until=None
+                    if snapshot is None
+                    else fault.start - (fault.lost_window or 0.0),
+                    kept_versions=_bucket_seqs(snapshot) if snapshot is not None else {},
+                )
+        elif kind == "pod_crash":
+            pod = self.pods[fault.pod or 0]
+            pod.crash("pod_crash") if start else pod.start()
+        elif kind == "crash_mid_claim":
+            pod = self.pods[fault.pod or 0]
+            pod.crash_after_claim = True
+            pod.restart_after = fault.duration
+        elif kind == "slow_redis":
+            self.redis.extra_latency += (fault.latency or 0.0) * (1 if start else -1)
+        elif kind == "clock_skew":
+            for pod, offset, drift in zip(
+                self.pods, fault.offsets or (), fault.drifts or (), strict=False
+            ):
+                pod.clock.offset += offset if start else -offset
+                pod.clock.drift = drift if start else 0.0
+
+    def crash_and_restart(self, pod: SimPod, reason: str) -> None:
+        """A pod died at a chosen point (crash-mid-claim); boot it again later."""
+        pod.crash(reason)
+
+        def reboot() -> Generator[simpy.Event, Any, None]:
+            yield self.env.timeout(pod.restart_after)
+            self._record_world("fault_end", fault="crash_mid_claim", target=pod.name, how=reason)
+            pod.start()
+
+        self.env.process(reboot())
+
+    def _record_world(self, kind: str, **fields: Any) -> None:
+        self.history.record(self.env.now, None, "", kind, **fields)
+
+
+def _fault_fields(fault: Fault) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in (
+            ("target", None if fault.pod is None else f"pod-{fault.pod}"),
+            ("mode", fault.mode),
+            ("persistence", fault.persistence),
+            ("duration", fault.duration),
+            ("latency", fault.latency),
+            ("offsets", list(fault.offsets) if fault.offsets else None),
+        )
+        if value is not None
+    }
+
+
+def _bucket_seqs(snapshot: Snapshot | None) -> dict[str, int]:
+    """The version counter of every bucket in a snapshot: what survived a restart, exactly."""
+    seqs: dict[str, int] = {}
+    for key, (kind, value) in (snapshot or {}).items():
+        name = key.decode()
+        if kind == "hash" and name.endswith(":meta") and b"seq" in value:
+            seqs[name[: -len(":meta")]] = int(value[b"seq"])
+    return seqs
+
+
+@contextlib.contextmanager
+def _event_loop(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Make `loop` the current loop for the run, and close it afterwards."""
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def run_world(spec: RunSpec, out_dir: Path) -> RunResult:
+    """Build and run one simulated deployment; its files land in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return World(spec, out_dir).run()
