@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: sim test lint system-deps clean
+.PHONY: sim test lint gate system-deps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +20,10 @@ system-deps:
 	scripts/install-system-deps
 
 sim: $(STAMP)
-	$(BIN)/timerlab demo --out runs/demo
+	$(BIN)/timerlab sim --scenario redis-outage --seed 1 --out runs/redis-outage
+
+gate: $(STAMP)
+	$(BIN)/timerlab gate --seeds 200 --out runs/gate
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,6 +32,7 @@ lint: $(STAMP)
 
 test: system-deps $(STAMP) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/timerlab -q gate --seeds 200 --out runs/gate
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -232,11 +232,16 @@ class _Checker:
         self.deactivations: dict[str, list[tuple[float, int]]] = defaultdict(list)
         self.fallback_lost: set[str] = set()
         self.delivery: dict[str, str] = {}
+        self.lateness_allowance = 0.0
+        """The lateness bound: how long after its deadline a due timer may still be claimed."""
         self.recovery_allowance = 0.0
         """How long pods may take to merge back after an outage (the deactivation bound)."""
         self.unacked_copy: dict[tuple[str, float], str] = {}
         self.unacked_claims: list[tuple[float, float, float | None]] = []
         self.unacked_cancels: dict[str, list[float]] = defaultdict(list)
+        self.without_fallback: set[str] = set()
+        """Pods whose store has no fallback (a custom store): fallback rules do not apply."""
+        self.failed_calls: dict[str, list[float]] = defaultdict(list)
         self.lateness: list[float] = []
         self.raw_refires = 0
         self.fires_ok: dict[str, list[dict[str, Any]]] = {}
@@ -275,6 +280,7 @@ class _Checker:
             ):
                 last_message[(row["pod"], row["sender_id"])] = row
             elif kind == "message" and row["result"] == "error":
+                self.failed_calls[row["pod"]].append(row["t"])
                 # The write's outcome is unknown (its pod crashed, or Redis failed mid-call).
                 sent = last_message.get((row["pod"], row["sender_id"]))
                 if sent is not None and sent["d"].get("end"):
@@ -290,9 +296,15 @@ class _Checker:
             elif kind == "pod_crash":
                 self.crashes[row["pod"]].append(row["t"])
                 self.fallback_lost.update(row["d"].get("fallback_lost", []))
+                # A claim in flight when the pod died may have leased due timers anyway.
+                if row["pod_time"] is not None:
+                    now = row["pod_time"]
+                    self.unacked_claims.append((row["t"], now, now + self.info.lease_seconds))
             elif kind == "pod_start":
                 self.starts[row["pod"]].append(row["t"])
                 self.delivery[row["pod"]] = row["d"].get("delivery", "at_least_once")
+                if not row["d"].get("fallback", True):
+                    self.without_fallback.add(row["pod"])
             elif kind == "fallback_activated":
                 self.activations[row["pod"]].append((row["t"], seq))
             elif kind == "fallback_deactivated":
@@ -340,7 +352,7 @@ class _Checker:
             pod=row["pod"],
             version=int(row["version"] or 0),
             scheduled_time=row["scheduled_time"],
-            start=row["t"] - (row["elapsed"] or 0.0),
+            start=_started(row),
             done=row["t"],
             row=row["seq"],
             timeout=timeout,
@@ -366,7 +378,7 @@ class _Checker:
                 row["t"],
                 row["seq"],
                 instance,
-                start=row["t"] - (row["elapsed"] or 0.0),
+                start=_started(row),
             )
         )
 
@@ -536,7 +548,7 @@ class _Checker:
         instance.claims.append(row["seq"])
         if row["attempt"] and int(row["attempt"]) > 1:
             return
-        claim_start = row["t"] - (row["elapsed"] or 0.0)
+        claim_start = _started(row)
         # Judged in the order of the store that gave the claim (an instance may live in more
         # than one: a write that timed out but landed in Redis while its copy sat in memory).
         origin = row["origin"] or instance.origin
@@ -783,11 +795,29 @@ class _Checker:
                 claim = self.rows[member.claims[-1]]
                 if self.delivery.get(claim["pod"]) == "at_most_once" and self._crashed_after(claim):
                     return "crash_between_claim_and_fire"
+            if member.origin == "custom" and self._claim_in_flight_at_crash(member):
+                return "crash_between_claim_and_fire"
             if member.origin == "redis" and self.restart_loses(
                 member.written, member.version, member.sender
             ):
                 return "restart_lost_write"
         return "pending"
+
+    def _claim_in_flight_at_crash(self, member: Instance) -> bool:
+        """An at-most-once pod died while it may have been deleting this due timer: its delete
+        may have landed without the claim ever being reported."""
+        deadline = self.deadline(member)
+        if deadline is None:
+            return False
+        for pod, crashes in self.crashes.items():
+            if self.delivery.get(pod) != "at_most_once":
+                continue
+            if any(
+                deadline - self.info.max_skew <= c <= deadline + self.recovery_allowance + 5
+                for c in crashes
+            ):
+                return True
+        return False
 
     def _merge_skipped(self, member: Instance) -> bool:
         for row in self.rows:
@@ -877,6 +907,8 @@ class _Checker:
                     cut_off[pod].append((window.start, window.end, window.row))
         straggle = self.info.socket_timeout + 2 * self.info.latency  # a call still in flight
         for pod in pods:
+            if pod in self.without_fallback:
+                continue
             stretches = _union_rows(cut_off.get(pod, []))
             for index, (start, end, row) in enumerate(stretches):
                 after = stretches[index + 1][0] if index + 1 < len(stretches) else math.inf
@@ -979,6 +1011,14 @@ class _Checker:
             return (
                 "pod crashed and restarted" if crashed else "NOT exercised: the pod never crashed"
             )
+        if self._reachability_fault(window) and set(affected) <= self.without_fallback:
+            failed = sum(
+                1
+                for pod in affected
+                for t in self.failed_calls.get(pod, [])
+                if window.start <= t <= window.end
+            )
+            return f"store unreachable, {failed} message(s) failed (no fallback configured)"
         if self._reachability_fault(window):
             hits = sum(
                 1
@@ -1012,6 +1052,15 @@ class _Checker:
         )
         crashed = any(last_on < t < when for t in self.crashes.get(pod, []))
         return last_off < last_on and not crashed
+
+
+def _started(row: dict[str, Any]) -> float:
+    """True time a call began: its end minus its duration on the pod's clock.
+
+    A pod clock that steps during the call (a skew fault) can make that duration wrong, even
+    negative; it is clamped at 0, which only ever makes a call look shorter, never longer.
+    """
+    return float(row["t"]) - max(0.0, row["elapsed"] or 0.0)
 
 
 def _union(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -1051,11 +1100,15 @@ def _overlap(spans: list[tuple[float, float]], start: float, end: float) -> floa
     return sum(max(0.0, min(e, end) - max(s, start)) for s, e in spans)
 
 
-def lateness_bound(info: RunInfo, backlog: int, slow: float) -> Bound:
-    """How late a fire may be once a healthy pod can reach its timer."""
+def lateness_bound(info: RunInfo, backlog: int, slow: float, one_by_one: int) -> Bound:
+    """How late a fire may be once a healthy pod can reach its timer.
+
+    `one_by_one`: the largest batch a five-method store had to claim timer by timer (a
+    conditional delete each); 0 for stores that claim a batch in one call.
+    """
     return Bound(
         "lateness bound",
-        "P(1+j) + S + 4λ + 2σ + f + p + τ + N/r",
+        "P(1+j) + S + 4λ + 2σ + f + p + τ + N/r + B(2λ+σ)",
         (
             ("poll interval P(1+j)", info.poll_interval * (1 + info.poll_jitter)),
             ("clock skew S", info.max_skew),
@@ -1065,6 +1118,7 @@ def lateness_bound(info: RunInfo, backlog: int, slow: float) -> Bound:
             ("probe interval p", info.probe_interval),
             ("socket timeout τ", info.socket_timeout),
             ("backlog N/r", backlog / info.recovery_rate),
+            ("claims one by one B(2λ+σ)", one_by_one * (2 * info.latency + slow)),
         ),
     )
 
@@ -1108,10 +1162,15 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
         (w.detail.get("latency") or 0.0 for w in checker.windows if w.kind == "slow_redis"),
         default=0.0,
     )
-    bound = lateness_bound(info, backlog, slow)
+    one_by_one = max(
+        (r["d"].get("batch", 0) for r in rows if r["kind"] == "claim" and r["origin"] == "custom"),
+        default=0,
+    )
+    bound = lateness_bound(info, backlog, slow, one_by_one)
     activation = activation_bound(info, slow)
     deactivation = deactivation_bound(info, slow)
     checker.recovery_allowance = deactivation.value
+    checker.lateness_allowance = bound.value
     checker.check_claims_and_fires()
     checker.check_lost_and_late(bound)
     exercised = checker.check_fallback(activation, deactivation)

@@ -8,13 +8,16 @@ mistake they can fix.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.logs import configure_logging
 from harness.topology import TopologyError
+from sim.faults import FaultPlan, PlanError
+from sim.spec import RunSpec
 from store.errors import InvalidTimerType, InvalidTimerValue, TimerStoreConfigError
 
 
@@ -23,37 +26,81 @@ class UsageError(Exception):
 
 
 Handler = Callable[[argparse.Namespace], int]
+EXPECTED = (UsageError, TimerStoreConfigError, InvalidTimerType, InvalidTimerValue)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    configure_logging(logging.WARNING if args.quiet else logging.INFO)
+    if os.getcwd() not in sys.path:  # custom stores load from the project, as in Rasa
+        sys.path.insert(0, os.getcwd())
     handler: Handler = args.handler
+    if handler in (_sim, _gate, _replay, _shrink):
+        # Simulated pods log like real ones; their story is the history, so keep errors only.
+        configure_logging(logging.ERROR)
     try:
         return handler(args)
-    except (UsageError, TimerStoreConfigError, InvalidTimerType, InvalidTimerValue) as exc:
-        print(f"timerlab: {exc}", file=sys.stderr)
-        return 2
-    except TopologyError as exc:
+    except (*EXPECTED, TopologyError, PlanError) as exc:
         print(f"timerlab: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("timerlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `timerlab ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
+    from sim.scenarios import SCENARIOS
+
     parser = argparse.ArgumentParser(
         prog="timerlab",
         description="Timer stores, and the simulator and load harness that prove them.",
     )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="arm and fire a few timers through the service")
-    demo.add_argument("--conversations", type=int, default=20)
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
-    demo.set_defaults(handler=_demo)
+    def run_options(command: argparse.ArgumentParser, *, seed_required: bool) -> None:
+        command.add_argument("--scenario", default="swarm", choices=SCENARIOS, metavar="NAME")
+        if seed_required:
+            command.add_argument("--seed", type=int, required=True)
+        command.add_argument("--store", help="a store class or pod-stack factory to test")
+        command.add_argument("--pods", type=int, default=3)
+        command.add_argument("--plan", type=Path, help="a fault plan (YAML/JSON) to use instead")
+        command.add_argument(
+            "--conversations-limit", type=int, help="keep only the first N conversations"
+        )
+
+    sim = commands.add_parser("sim", help="one simulated run, checked")
+    run_options(sim, seed_required=True)
+    sim.add_argument("--out", type=Path, required=True)
+    sim.set_defaults(handler=_sim)
+
+    gate = commands.add_parser("gate", help="many seeded runs in parallel: the CI gate")
+    run_options(gate, seed_required=False)
+    gate.add_argument("--seeds", type=int, default=200)
+    gate.add_argument("--first-seed", type=int, default=1)
+    gate.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    gate.add_argument(
+        "--keep-going", action="store_true", help="run every seed even after a failure"
+    )
+    gate.add_argument("--out", type=Path, default=Path("runs/gate"), help="where failing runs go")
+    gate.set_defaults(handler=_gate)
+
+    replay = commands.add_parser("replay", help="rerun a seed bit for bit")
+    run_options(replay, seed_required=True)
+    replay.add_argument("--out", type=Path, required=True)
+    replay.add_argument("--expect-hash", help="fail unless the history hashes to this")
+    replay.set_defaults(handler=_replay)
+
+    shrink = commands.add_parser("shrink", help="the smallest plan that still fails")
+    run_options(shrink, seed_required=True)
+    shrink.add_argument("--rule", help="keep this rule broken (default: the first one)")
+    shrink.add_argument("--out", type=Path, default=Path("runs/shrunk"))
+    shrink.set_defaults(handler=_shrink)
 
     topology = commands.add_parser("topology", help="start or stop real Redis servers")
     topology.add_argument("action", choices=("up", "down"))
@@ -66,19 +113,135 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from harness.demo import run_demo
+def _spec(args: argparse.Namespace, seed: int | None = None) -> RunSpec:
+    """The RunSpec the options describe, checked before anything runs."""
+    import dataclasses
 
-    if args.conversations < 1:
-        raise UsageError("--conversations must be at least 1")
-    summary = asyncio.run(run_demo(args.conversations))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(
-        f"armed {summary['armed']}, fired {summary['fired']}, "
-        f"max lateness {summary['max_lateness_s']:.3f} s -> {args.out / 'summary.json'}"
+    from sim.scenarios import build_spec
+    from store.config import load_store_class
+
+    if args.pods < 1:
+        raise UsageError("--pods must be at least 1")
+    if args.store:
+        _check_store(args.store, load_store_class)
+    spec = build_spec(
+        args.scenario, args.seed if seed is None else seed, pods=args.pods, store=args.store
     )
-    return 0 if summary["fired"] == summary["armed"] else 1
+    if args.plan:
+        spec = spec.with_plan(FaultPlan.load(args.plan, args.pods))
+    if args.conversations_limit is not None:
+        if args.conversations_limit < 1:
+            raise UsageError("--conversations-limit must be at least 1")
+        spec = spec.with_workload(
+            dataclasses.replace(spec.workload, limit=args.conversations_limit)
+        )
+    return spec
+
+
+def _check_store(path: str, load_store_class: Callable[[str], type]) -> None:
+    """A store class, or a callable pod-stack factory; anything else is a config error."""
+    import importlib
+
+    module_name, _, name = path.rpartition(".")
+    if not module_name:
+        raise UsageError(f"--store {path!r}: give a module path, pkg.module.Name")
+    try:
+        target = getattr(importlib.import_module(module_name), name, None)
+    except ImportError as exc:
+        raise TimerStoreConfigError(
+            "type", f"cannot import module {module_name!r}: {exc}"
+        ) from None
+    if isinstance(target, type):
+        load_store_class(path)
+    elif not callable(target):
+        raise TimerStoreConfigError("type", f"{path!r} is not a store class or a factory")
+
+
+def _replay_command(args: argparse.Namespace, seed: int) -> str:
+    parts = ["timerlab replay", f"--scenario {args.scenario}", f"--seed {seed}"]
+    if args.store:
+        parts.append(f"--store {args.store}")
+    if args.pods != 3:
+        parts.append(f"--pods {args.pods}")
+    if args.plan:
+        parts.append(f"--plan {args.plan}")
+    if args.conversations_limit:
+        parts.append(f"--conversations-limit {args.conversations_limit}")
+    return " ".join(parts) + f" --out runs/replay-{seed}"
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from harness.simrun import run_and_check
+
+    spec = _spec(args)
+    verdict, digest = run_and_check(spec, args.out)
+    print(verdict.table())
+    print(f"history: {args.out / 'history.csv'} (sha256 {digest[:16]})")
+    return 0 if verdict.ok else 1
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from harness.gate import run_gate
+
+    if args.seeds < 1 or args.jobs < 1:
+        raise UsageError("--seeds and --jobs must be at least 1")
+    specs = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        specs.append(_spec(args, seed))
+    result = run_gate(specs, jobs=args.jobs, keep_going=args.keep_going, keep_dir=args.out)
+    if result.ok:
+        print(result.summary())
+        return 0
+    for failure in result.failures:
+        print(f"FAIL seed {failure.seed}: {failure.first_violation}")
+        print(f"  rules broken: {', '.join(f'{k}×{v}' for k, v in failure.rules.items())}")
+        print(f"  run kept in: {failure.out_dir}")
+        print(f"  replay: {_replay_command(args, failure.seed)}")
+    checked = len(result.outcomes)
+    stopped = (
+        ""
+        if args.keep_going or checked == len(specs)
+        else " (stopped at the first failure; --keep-going runs all)"
+    )
+    print(f"{len(result.failures)} of {checked} seeds run failed{stopped} ({result.seconds:.0f} s)")
+    return 1
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from harness.simrun import run_and_check
+
+    spec = _spec(args)
+    verdict, digest = run_and_check(spec, args.out)
+    print(f"history hash {digest}")
+    print(verdict.table())
+    if args.expect_hash and args.expect_hash != digest:
+        print(f"timerlab: history differs from the expected {args.expect_hash}", file=sys.stderr)
+        return 1
+    return 0 if verdict.ok else 1
+
+
+def _shrink(args: argparse.Namespace) -> int:
+    import yaml
+
+    from harness.shrink import shrink
+
+    spec = _spec(args)
+    result = shrink(spec, args.rule)
+    if result is None:
+        print(
+            f"seed {args.seed} passes{' rule ' + args.rule if args.rule else ''}: nothing to shrink"
+        )
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    plan_file = args.out / f"plan-seed-{args.seed}.yaml"
+    plan_file.write_text(yaml.safe_dump({"faults": result.spec.plan.to_data()}, sort_keys=False))
+    print(f"still breaks {result.rule} after {result.attempts} runs with:")
+    print(plan_file.read_text(), end="")
+    workload = result.spec.workload
+    print(f"conversations: the first {workload.limit or workload.conversations}")
+    args.plan, args.conversations_limit = plan_file, result.spec.workload.limit
+    print(f"replay: {_replay_command(args, args.seed)}")
+    return 1
 
 
 def _topology(args: argparse.Namespace) -> int:

@@ -71,7 +71,12 @@ class SimPod:
             self.store, self.clock, self._fire, settings=self.world.spec.settings, sink=self.sink
         )
         self.alive = True
-        self.record("pod_start", incarnation=self.incarnation, delivery=self.service.delivery)
+        self.record(
+            "pod_start",
+            incarnation=self.incarnation,
+            delivery=self.service.delivery,
+            fallback=isinstance(self.store, FallbackTimerStore),
+        )
         self._poller = self.env.process(self._poll_loop())
 
     def crash(self, reason: str) -> None:
@@ -133,6 +138,7 @@ class SimPod:
         recovering = True
         while self.alive and self.service is not None:
             call = self.service.recover() if recovering else self.service.poll_once()
+            self.world.poll_started()
             result: PollResult | None = None
             try:
                 result = yield self.run(call)
@@ -148,9 +154,16 @@ class SimPod:
             if recovering and (result is None or result.remaining_due == 0):
                 recovering = False
             try:
-                yield self.env.timeout(self.pacer.next_delay(result))
+                yield self.env.timeout(self._next_delay(result))
             except simpy.Interrupt:
                 return
+
+    def _next_delay(self, result: PollResult | None) -> float:
+        """The production pacing rule; in racing mode, every pod polls on the same grid."""
+        if not self.world.spec.workload.racing:
+            return self.pacer.next_delay(result)
+        interval = self.world.spec.settings.poll_interval
+        return interval - (self.env.now % interval) or interval
 
     async def _fire(
         self, sender_id: str, session_id: str | None, scheduled_time: float, fire_id: str

@@ -123,6 +123,7 @@ def build_spec(name: str, seed: int, *, pods: int = 3, store: str | None = None)
         workload = WorkloadSpec(
             routing=rng.choice(("random", "sticky")),
             adversarial=0.5 if racing else rng.choice((0.0, 0.1)),
+            racing=racing,
             end_probability=rng.choice((0.1, 0.3, 0.6)),
         )
         if racing:
@@ -131,7 +132,9 @@ def build_spec(name: str, seed: int, *, pods: int = 3, store: str | None = None)
     elif name in PLANS:
         plan = PLANS[name](rng, pods)
         if name == "race":
-            workload = WorkloadSpec(adversarial=0.5, timeouts=(2.0, 3.0, 4.0), think_time_mean=2.0)
+            workload = WorkloadSpec(
+                adversarial=0.5, racing=True, timeouts=(2.0, 3.0, 4.0), think_time_mean=2.0
+            )
             settings = dataclasses.replace(settings, poll_jitter=0.0)
             latency_jitter = 0.0
     else:

@@ -5,9 +5,10 @@ Conversations arrive as a Poisson process. Each has a session timeout drawn from
 longer than the timeout lets the session expire between messages, as real users do), and ends
 explicitly (a cancel) with probability `end_probability`.
 
-Adversarial mode opens the race windows a broken store needs to show its bug: think times that
-land a message exactly on the timer's deadline (with fractional timeouts), so a re-arm meets a
-poll that is claiming the old instance.
+Adversarial mode opens the race windows a broken store needs to show its bug: some messages
+are sent exactly when the timer comes due (fractional timeouts), and, in racing mode, held back
+until the first poll after the deadline has listed the old instance, so the re-arm lands in
+the middle of that poll's claim.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class WorkloadSpec:
     """"random" (any pod per message) or "sticky" (one pod per conversation)."""
     adversarial: float = 0.0
     """Share of messages sent exactly at the deadline of the conversation's timer."""
+    racing: bool = False
+    """Pods poll in lock step, and deadline messages land inside the claiming poll."""
+    limit: int | None = None
+    """Keep only the first `limit` conversations of the draw (shrinking a failing run)."""
 
     def longest_timeout(self) -> float:
         return max(self.timeouts)
@@ -38,10 +43,14 @@ class WorkloadSpec:
 
 @dataclass(frozen=True)
 class Message:
-    """One step of a conversation: wait `delay`, then send (or end, when `end` is set)."""
+    """One step of a conversation: wait `delay`, then send (or end, when `end` is set).
+
+    `at_deadline`: the delay is the timer's timeout, so the message races the expiry.
+    """
 
     delay: float
     end: bool = False
+    at_deadline: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ def conversations(spec: WorkloadSpec, rng: random.Random) -> list[Conversation]:
         steps = [Message(0.0)]
         for _ in range(count - 1):
             if rng.random() < spec.adversarial:
-                steps.append(Message(timeout))  # exactly at the deadline of the last message
+                steps.append(Message(timeout, at_deadline=True))  # races the last one's expiry
             else:
                 steps.append(Message(rng.expovariate(1.0 / spec.think_time_mean)))
         if rng.random() < spec.end_probability:
@@ -77,4 +86,4 @@ def conversations(spec: WorkloadSpec, rng: random.Random) -> list[Conversation]:
         result.append(
             Conversation(f"user-{index:05d}", f"session-{index:05d}", start, timeout, tuple(steps))
         )
-    return result
+    return result if spec.limit is None else result[: spec.limit]

@@ -69,6 +69,8 @@ class World:
         self.history = HistoryWriter(out_dir / "history.csv")
         self.pods = [SimPod(self, index) for index in range(spec.pods)]
         self._route_rng = self.rng("routing")
+        self._bell = self.env.event()
+        """Rings when any pod starts a poll (racing messages wait for it)."""
         self._shared: SessionTimerStore | None = None
         self._factory: Callable[[PodContext], SessionTimerStore] | None = None
         self._store_class: type | None = None
@@ -114,7 +116,7 @@ class World:
         )
         client = Redis(connection_pool=pool, retry=no_retry())
         primary = RedisTimerStore(
-            EndpointConfig(type="redis", buckets=self.spec.buckets),
+            EndpointConfig(type="redis", host="embedded-redis", db=0, buckets=self.spec.buckets),
             client=client,
             rng=self.rng(f"epoch:{pod.index}:{pod.incarnation}"),
             sink=pod.sink,
@@ -167,6 +169,11 @@ class World:
         for step in conversation.steps:
             if step.delay:
                 yield self.env.timeout(step.delay)
+            if step.at_deadline and self.spec.workload.racing:
+                # Land inside the claiming poll: after it has listed the due timer, before it
+                # deletes it (one and a half one-way latencies after the poll starts).
+                yield self._bell
+                yield self.env.timeout(1.5 * self.spec.latency)
             pod = self._route(sticky)
             if pod is None:
                 self._record_world("message", sender_id=conversation.sender_id, result="no_pod")
@@ -182,6 +189,11 @@ class World:
                 yield event
             except (Exception, asyncio.CancelledError):
                 pod.record("message", sender_id=conversation.sender_id, result="error")
+
+    def poll_started(self) -> None:
+        """A pod is starting a poll: wake the messages that race it."""
+        bell, self._bell = self._bell, self.env.event()
+        bell.succeed()
 
     def _route(self, sticky: SimPod) -> SimPod | None:
         if self.spec.workload.routing == "sticky" and sticky.alive:

@@ -203,7 +203,7 @@ class TimerService:
         )
         elapsed = self.clock.now() - now
         for claim in batch.claims:
-            self._event("claim", claim, elapsed=elapsed)
+            self._event("claim", claim, elapsed=elapsed, batch=len(batch.claims))
         return batch
 
     async def _claim_one_by_one(self, now: float, limit: int) -> ClaimBatch:
@@ -211,12 +211,13 @@ class TimerService:
         expired = await self.store.get_expired_timers(now)
         expired.sort(key=lambda timer: timer.scheduled_time)
         claims = []
-        for timer in expired[:limit]:
+        batch = expired[:limit]
+        for timer in batch:
             started = self.clock.now()
             if await self.store.delete_timer(timer.sender_id, timer.scheduled_time):
                 instance = _plain_instance(timer.sender_id, timer.scheduled_time)
                 claim = Claim(timer, instance, 0, 1, leased=False, origin="custom")
-                self._event("claim", claim, elapsed=self.clock.now() - started)
+                self._event("claim", claim, elapsed=self.clock.now() - started, batch=len(batch))
                 claims.append(claim)
         remaining = max(0, len(expired) - limit)
         oldest = expired[limit].scheduled_time if remaining else None

@@ -1,0 +1,138 @@
+"""`timerlab gate`: many seeded simulator runs in parallel, and one verdict.
+
+A user points it at their own store (`--store pkg.module.Class`) in CI. Seeds run on all cores
+with a progress bar; the first failing seed stops the gate (unless `--keep-going`), and the
+failure is printed with the rule it broke and the exact command that replays it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from harness.simrun import Outcome, run_seed
+from sim.spec import RunSpec
+
+
+@dataclass
+class GateResult:
+    """Every outcome the gate saw, the first failure, and the wall time."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def exercised(self) -> Counter[str]:
+        """How many runs exercised each fault kind."""
+        kinds: Counter[str] = Counter()
+        for outcome in self.outcomes:
+            for fault, evidence in outcome.exercised.items():
+                if not evidence.startswith("NOT"):
+                    kinds[fault.split("@")[0]] += 1
+        return kinds
+
+    def summary(self) -> str:
+        """The one-line summary printed when the gate passes."""
+        stats: Counter[str] = Counter()
+        declared: Counter[str] = Counter()
+        for outcome in self.outcomes:
+            stats.update(
+                {k: int(v) for k, v in outcome.stats.items() if k in {"instances", "fires"}}
+            )
+            declared.update(outcome.declared)
+        faults = ", ".join(f"{kind}×{count}" for kind, count in sorted(self.exercised().items()))
+        losses = ", ".join(f"{k} {v}" for k, v in sorted(declared.items())) or "none"
+        return (
+            f"{len(self.outcomes)} seeds passed in {self.seconds:.0f} s; "
+            f"{stats['instances']} timers armed, {stats['fires']} fired; "
+            f"faults exercised: {faults or 'none'}; declared losses: {losses}"
+        )
+
+
+def run_gate(
+    specs: Sequence[RunSpec],
+    *,
+    jobs: int,
+    keep_going: bool,
+    keep_dir: Path | None,
+    progress: bool = True,
+) -> GateResult:
+    """Run every spec (one per seed); failing runs are kept under `keep_dir`."""
+    started = time.monotonic()
+    result = GateResult()
+    scratch = Path(tempfile.mkdtemp(prefix="timerlab-gate-"))
+    work = iter([(spec, str(scratch / f"seed-{spec.seed}")) for spec in specs])
+    bar = tqdm(total=len(specs), unit="seed", disable=not progress, file=sys.stderr)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=jobs, initializer=_worker_init, initargs=(os.getcwd(),)
+        ) as pool:
+            running: set[Future[Outcome]] = set()
+            _fill(pool, running, work, jobs)
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    result.outcomes.append(outcome)
+                    bar.update(1)
+                    if outcome.ok:
+                        shutil.rmtree(outcome.out_dir, ignore_errors=True)
+                    else:
+                        result.failures.append(_keep(outcome, keep_dir))
+                        bar.set_postfix(failed=len(result.failures))
+                if result.failures and not keep_going:
+                    for future in running:
+                        future.cancel()
+                    break
+                _fill(pool, running, work, jobs - len(running))
+    finally:
+        bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.outcomes.sort(key=lambda o: o.seed)
+    result.failures.sort(key=lambda o: o.seed)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _fill(
+    pool: ProcessPoolExecutor,
+    running: set[Future[Outcome]],
+    work: Iterator[tuple[RunSpec, str]],
+    count: int,
+) -> None:
+    for _ in range(max(0, count)):
+        item = next(work, None)
+        if item is None:
+            return
+        running.add(pool.submit(run_seed, item))
+
+
+def _keep(outcome: Outcome, keep_dir: Path | None) -> Outcome:
+    """Move a failing run out of the scratch space so the user can look at it."""
+    if keep_dir is None:
+        return outcome
+    target = keep_dir / f"seed-{outcome.seed}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(outcome.out_dir, target)
+    return Outcome(**{**outcome.__dict__, "out_dir": str(target)})
+
+
+def _worker_init(cwd: str) -> None:
+    """Workers import a user's store from the project directory, as the CLI does."""
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
