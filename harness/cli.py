@@ -18,7 +18,12 @@ from harness.logs import configure_logging
 from harness.topology import TopologyError
 from sim.faults import FaultPlan, PlanError
 from sim.spec import RunSpec
-from store.errors import InvalidTimerType, InvalidTimerValue, TimerStoreConfigError
+from store.errors import (
+    InvalidTimerType,
+    InvalidTimerValue,
+    StoreUnavailableError,
+    TimerStoreConfigError,
+)
 
 
 class UsageError(Exception):
@@ -101,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     shrink.add_argument("--rule", help="keep this rule broken (default: the first one)")
     shrink.add_argument("--out", type=Path, default=Path("runs/shrunk"))
     shrink.set_defaults(handler=_shrink)
+
+    config = commands.add_parser("config", help="check a timer_store configuration")
+    config.add_argument("action", choices=("check",))
+    config.add_argument("file", type=Path, help="an endpoints.yml")
+    config.add_argument("--section", default="timer_store")
+    config.add_argument(
+        "--connect", action="store_true", help="also reach the store (Redis: ping and checks)"
+    )
+    config.set_defaults(handler=_config)
 
     topology = commands.add_parser("topology", help="start or stop real Redis servers")
     topology.add_argument("action", choices=("up", "down"))
@@ -242,6 +256,36 @@ def _shrink(args: argparse.Namespace) -> int:
     args.plan, args.conversations_limit = plan_file, result.spec.workload.limit
     print(f"replay: {_replay_command(args, args.seed)}")
     return 1
+
+
+def _config(args: argparse.Namespace) -> int:
+    """Load and build the store an endpoints file describes; every mistake is exit 2."""
+    import asyncio
+
+    from store.config import create_timer_store, load_endpoint_config
+    from store.options import ServiceSettings
+
+    section = load_endpoint_config(args.file, args.section)
+    store = create_timer_store(section)
+    settings = ServiceSettings.from_mapping(section.as_dict() if section else {})
+    described = getattr(getattr(store, "primary", store), "settings", None)
+    where = described.describe() if described is not None else type(store).__name__
+    print(
+        f"{args.file}: {args.section} ok: {where}; delivery {settings.delivery}, "
+        f"poll every {settings.poll_interval:g} s"
+    )
+    if args.connect:
+        check = getattr(getattr(store, "primary", store), "check", None)
+        try:
+            warnings = asyncio.run(check()) if check is not None else []
+        except StoreUnavailableError as exc:
+            print(f"unreachable: {exc}")
+            return 1
+        for warning in warnings:
+            print(f"warning: {warning}")
+        print("reachable")
+    store.close()
+    return 0
 
 
 def _topology(args: argparse.Namespace) -> int:

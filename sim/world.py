@@ -59,7 +59,13 @@ class PodContext:
 class World:
     """The simulated deployment of one run."""
 
-    def __init__(self, spec: RunSpec, out_dir: Path) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        out_dir: Path,
+        *,
+        stack_factory: Callable[[PodContext], SessionTimerStore] | None = None,
+    ) -> None:
         self.spec = spec
         self.out_dir = out_dir
         self.env = simpy.Environment()
@@ -75,6 +81,8 @@ class World:
         self._factory: Callable[[PodContext], SessionTimerStore] | None = None
         self._store_class: type | None = None
         self._resolve_store()
+        if stack_factory is not None:
+            self._factory = stack_factory
 
     def rng(self, purpose: str) -> random.Random:
         return seeded(self.spec.seed, purpose)

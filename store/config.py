@@ -73,22 +73,26 @@ def load_endpoint_config(
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TimerStoreConfigError(section, f"cannot read {file}: {exc.strerror}") from None
+        raise TimerStoreConfigError(
+            str(file), f"cannot read it: {exc.strerror}", section=None
+        ) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise TimerStoreConfigError(section, f"{file} is not valid YAML: {exc}") from None
+        raise TimerStoreConfigError(str(file), f"not valid YAML: {exc}", section=None) from None
     if document is None:
         return None
     if not isinstance(document, dict):
         raise TimerStoreConfigError(
-            section, f"{file} must hold a mapping, not {type(document).__name__}"
+            str(file), f"must hold a mapping, not a {type(document).__name__}", section=None
         )
     raw = document.get(section)
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise TimerStoreConfigError(section, f"must be a mapping, not {type(raw).__name__}")
+        raise TimerStoreConfigError(
+            section, f"must be a mapping, not a {type(raw).__name__}", section=None
+        )
     return EndpointConfig.from_dict(expand_env(raw))
 
 

@@ -35,8 +35,9 @@ class InvalidTimerType(TypeError):
 class TimerStoreConfigError(ValueError):
     """The `timer_store` configuration is invalid; `key` names the offending setting."""
 
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(redact(f"timer_store.{key}: {problem}"))
+    def __init__(self, key: str, problem: str, *, section: str | None = "timer_store") -> None:
+        where = f"{section}.{key}" if section else key
+        super().__init__(redact(f"{where}: {problem}"))
         self.key = key
 
 
