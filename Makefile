@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: sim test lint gate system-deps clean
+.PHONY: sim test lint gate example-report system-deps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ system-deps:
 
 sim: $(STAMP)
 	$(BIN)/timerlab sim --scenario redis-outage --seed 1 --out runs/redis-outage
+
+example-report: $(STAMP)
+	rm -rf reports/example
+	$(BIN)/timerlab -q sim --scenario redis-outage --seed 1 --out runs/example --no-report
+	$(BIN)/timerlab -q report runs/example --out reports/example --render
 
 gate: $(STAMP)
 	$(BIN)/timerlab gate --seeds 200 --out runs/gate

@@ -83,6 +83,10 @@ class Verdict:
     exercised: dict[str, str]
     bounds: list[Bound]
     stats: dict[str, float]
+    fires: list[dict[str, Any]] = field(default_factory=list)
+    """Per fired timer: pod, deadline, fire time, lateness (for reports)."""
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    """Spans to draw: fault windows, each pod's fallback and downtime (lane, what, start, end)."""
 
     @property
     def ok(self) -> bool:
@@ -243,6 +247,8 @@ class _Checker:
         """Pods whose store has no fallback (a custom store): fallback rules do not apply."""
         self.failed_calls: dict[str, list[float]] = defaultdict(list)
         self.lateness: list[float] = []
+        self.fires: list[dict[str, Any]] = []
+        """One row per logical timer that fired: who fired it, its deadline, how late."""
         self.raw_refires = 0
         self.fires_ok: dict[str, list[dict[str, Any]]] = {}
         self.keys = KeyScheme(info.key_prefix, info.buckets)
@@ -719,7 +725,7 @@ class _Checker:
                 )
 
     def check_lost_and_late(self, bound: Bound) -> None:
-        fired_roots: dict[str, tuple[float, str]] = {}
+        fired_roots: dict[str, dict[str, Any]] = {}
         for fire_id in self.fires_ok:
             if fire_id not in self.instances:
                 continue
@@ -732,8 +738,8 @@ class _Checker:
                 ),
                 key=lambda r: r["t"],
             )
-            if root not in fired_roots or start["t"] < fired_roots[root][0]:
-                fired_roots[root] = (start["t"], start["origin"] or "redis")
+            if root not in fired_roots or start["t"] < fired_roots[root]["t"]:
+                fired_roots[root] = start
         roots: dict[str, list[Instance]] = defaultdict(list)
         for instance in self.instances.values():
             roots[self.root(instance.id)].append(instance)
@@ -744,8 +750,7 @@ class _Checker:
                 continue
             if root in fired_roots:
                 if not any(member.resurrected for member in members):
-                    fired, origin = fired_roots[root]
-                    self._late(head, members, deadline, fired, origin, bound)
+                    self._late(head, members, deadline, fired_roots[root], bound)
                 continue
             reason = self._why_not_fired(members)
             if reason is None:
@@ -866,14 +871,27 @@ class _Checker:
         head: Instance,
         members: list[Instance],
         deadline: float,
-        fired: float,
-        origin: str,
+        fire: dict[str, Any],
         bound: Bound,
     ) -> None:
         """Late, judged by the copy that fired: out of reach only while its store was."""
-        excused = self._excused(members, deadline, fired, origin)
+        fired = float(fire["t"])
+        excused = self._excused(members, deadline, fired, fire["origin"] or "redis")
         lateness = fired - deadline - excused
         self.lateness.append(fired - deadline)
+        self.fires.append(
+            {
+                "sender_id": head.sender,
+                "fire_id": fire["fire_id"],
+                "pod": fire["pod"],
+                "origin": fire["origin"],
+                "deadline": deadline,
+                "fired": fired,
+                "lateness": fired - deadline,
+                "excused": excused,
+                "row": fire["seq"],
+            }
+        )
         if lateness > bound.value + EPSILON:
             self.violations.append(
                 Violation(
@@ -985,6 +1003,34 @@ class _Checker:
                     (row,),
                 )
             )
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Fault windows, fallback stretches and pod downtime, as spans for a report."""
+        spans = [
+            {"lane": "faults", "what": w.kind if not w.target else f"{w.kind} {w.target}",
+             "kind": w.kind, "start": w.start, "end": w.end}
+            for w in self.windows
+        ]  # fmt: skip
+        for pod in sorted(set(self.starts) | set(self.activations)):
+            for start, end in self._pod_down(pod):
+                spans.append(
+                    {
+                        "lane": pod,
+                        "what": "down",
+                        "kind": "down",
+                        "start": start,
+                        "end": min(end, self.end),
+                    }
+                )
+            offs = sorted(t for t, _ in self.deactivations.get(pod, []))
+            crashes = sorted(self.crashes.get(pod, []))
+            for start, _ in self.activations.get(pod, []):
+                ends = [t for t in (*offs, *crashes) if t >= start]
+                spans.append(
+                    {"lane": pod, "what": "fallback", "kind": "fallback", "start": start,
+                     "end": min(ends) if ends else self.end}
+                )  # fmt: skip
+        return spans
 
     def _reachability_fault(self, window: Window) -> bool:
         if window.kind in REACH_FAULTS or window.kind == "partial_outage":
@@ -1184,13 +1230,16 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
         "lateness_p99": lateness[int(len(lateness) * 0.99)] if lateness else 0.0,
         "lateness_max": lateness[-1] if lateness else 0.0,
     }
+    bounds = [bound, activation, deactivation]
     return Verdict(
         info,
         checker.violations,
         checker.declared,
         exercised,
-        [bound, activation, deactivation],
+        bounds,
         stats,
+        checker.fires,
+        checker.timeline(),
     )
 
 

@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("sim", help="one simulated run, checked")
     run_options(sim, seed_required=True)
     sim.add_argument("--out", type=Path, required=True)
+    sim.add_argument("--no-report", action="store_true", help="skip the HTML report")
     sim.set_defaults(handler=_sim)
 
     gate = commands.add_parser("gate", help="many seeded runs in parallel: the CI gate")
@@ -106,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     shrink.add_argument("--rule", help="keep this rule broken (default: the first one)")
     shrink.add_argument("--out", type=Path, default=Path("runs/shrunk"))
     shrink.set_defaults(handler=_shrink)
+
+    report = commands.add_parser("report", help="an HTML report of a sim or load run")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--out", type=Path, help="default: RUN_DIR/report")
+    report.add_argument("--render", action="store_true", help="also screenshot it in Chromium")
+    report.set_defaults(handler=_report)
 
     config = commands.add_parser("config", help="check a timer_store configuration")
     config.add_argument("action", choices=("check",))
@@ -185,12 +192,15 @@ def _replay_command(args: argparse.Namespace, seed: int) -> str:
 
 
 def _sim(args: argparse.Namespace) -> int:
+    from harness.report import build_report
     from harness.simrun import run_and_check
 
     spec = _spec(args)
     verdict, digest = run_and_check(spec, args.out)
     print(verdict.table())
     print(f"history: {args.out / 'history.csv'} (sha256 {digest[:16]})")
+    if not args.no_report:
+        print(f"report: {build_report(args.out, verdict=verdict).index}")
     return 0 if verdict.ok else 1
 
 
@@ -206,10 +216,13 @@ def _gate(args: argparse.Namespace) -> int:
     if result.ok:
         print(result.summary())
         return 0
+    from harness.report import build_report
+
     for failure in result.failures:
         print(f"FAIL seed {failure.seed}: {failure.first_violation}")
         print(f"  rules broken: {', '.join(f'{k}×{v}' for k, v in failure.rules.items())}")
         print(f"  run kept in: {failure.out_dir}")
+        print(f"  report: {build_report(Path(failure.out_dir)).index}")
         print(f"  replay: {_replay_command(args, failure.seed)}")
     checked = len(result.outcomes)
     stopped = (
@@ -256,6 +269,25 @@ def _shrink(args: argparse.Namespace) -> int:
     args.plan, args.conversations_limit = plan_file, result.spec.workload.limit
     print(f"replay: {_replay_command(args, args.seed)}")
     return 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+
+    if not (args.run_dir / "history.csv").exists() or not (args.run_dir / "run.json").exists():
+        raise UsageError(f"{args.run_dir} is not a run directory (no history.csv and run.json)")
+    report = build_report(args.run_dir, args.out)
+    print(f"report: {report.index}")
+    if args.render:
+        from harness.render import RenderError, render
+
+        try:
+            shown = render(report.index, report.index.with_name("screenshot.png"))
+        except RenderError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"rendered: {shown.screenshot} ({shown.images} images, {shown.broken_images} broken)")
+        return 0 if shown.broken_images == 0 else 1
+    return 0
 
 
 def _config(args: argparse.Namespace) -> int:
