@@ -37,6 +37,8 @@ lint: $(STAMP)
 
 test: system-deps $(STAMP) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/jupytext --quiet --to ipynb notebooks/*.py
+	$(BIN)/pytest --nbmake notebooks -o addopts="" -q
 	$(BIN)/timerlab -q gate --seeds 200 --out runs/gate
 
 clean:

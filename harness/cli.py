@@ -108,6 +108,21 @@ def _parser() -> argparse.ArgumentParser:
     shrink.add_argument("--out", type=Path, default=Path("runs/shrunk"))
     shrink.set_defaults(handler=_shrink)
 
+    sweep = commands.add_parser("sweep", help="capacity planning over a grid of simulated runs")
+    sweep.add_argument("--pods", type=_ints, default=[1, 2, 4])
+    sweep.add_argument("--conversations", type=_ints, default=[200, 1000])
+    sweep.add_argument("--message-rate", type=_floats, default=[0.2], help="msg/s per conversation")
+    sweep.add_argument("--timeout", type=_floats, default=[30.0], help="session timeouts (s)")
+    sweep.add_argument("--poll-interval", type=_floats, default=[1.0])
+    sweep.add_argument("--duration", type=float, default=300.0, help="simulated seconds of traffic")
+    sweep.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    sweep.add_argument("--slo-lateness", type=float, help="p99 fire lateness target (s)")
+    sweep.add_argument("--bench", type=Path, default=Path("reports/bench/results.json"))
+    sweep.add_argument("--round-trip", type=float, default=0.0005, help="seconds per Redis call")
+    sweep.add_argument("--calibration", type=Path, help="a timerlab load run to compare with")
+    sweep.add_argument("--out", type=Path, default=Path("reports/sweep"))
+    sweep.set_defaults(handler=_sweep)
+
     report = commands.add_parser("report", help="an HTML report of a sim or load run")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--out", type=Path, help="default: RUN_DIR/report")
@@ -269,6 +284,51 @@ def _shrink(args: argparse.Namespace) -> int:
     args.plan, args.conversations_limit = plan_file, result.spec.workload.limit
     print(f"replay: {_replay_command(args, args.seed)}")
     return 1
+
+
+def _ints(text: str) -> list[int]:
+    """`1,2,4` or `1e3,1e4` as integers."""
+    try:
+        values = [int(float(part)) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"numbers must be at least 1: {text!r}")
+    return values
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"numbers must be positive: {text!r}")
+    return values
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from harness.sweep import Limits, grid, sweep, write_sweep
+
+    if args.duration <= 0 or args.jobs < 1:
+        raise UsageError("--duration must be positive and --jobs at least 1")
+    points = grid(
+        args.pods, args.conversations, args.message_rate, args.timeout, args.poll_interval
+    )
+    limits = Limits.from_bench(args.bench, args.round_trip)
+    print(f"{len(points)} configurations, {args.duration:g} simulated s each", file=sys.stderr)
+    table = sweep(points, args.duration, limits, jobs=args.jobs, slo_lateness=args.slo_lateness)
+    calibration = None
+    if args.calibration is not None:
+        from harness.calibrate import calibrate
+
+        calibration = calibrate(args.calibration)
+    index = write_sweep(table, limits, args.out, slo=args.slo_lateness, calibration=calibration)
+    print((args.out / "recommendation.txt").read_text(), end="")
+    if calibration:
+        print(calibration)
+    print(f"sweep: {index}")
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ history (`history.csv`) plus the run description (`run.json`); nothing else leav
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import random
@@ -160,8 +161,12 @@ class World:
             self.loop.run_until_complete(self._close_stores())
         self.history.close()
         run_file = self.out_dir / "run.json"
+        measured = {"redis_calls": sum(pod.link.calls for pod in self.pods)}
         run_file.write_text(
-            json.dumps({"spec": self.spec.to_data(), "duration": duration}, indent=2) + "\n"
+            json.dumps(
+                {"spec": self.spec.to_data(), "duration": duration, "measured": measured}, indent=2
+            )
+            + "\n"
         )
         history = self.out_dir / "history.csv"
         return RunResult(history, run_file, history_hash(history), duration)
@@ -326,6 +331,15 @@ def _event_loop(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
 
 
 def run_world(spec: RunSpec, out_dir: Path) -> RunResult:
-    """Build and run one simulated deployment; its files land in `out_dir`."""
+    """Build and run one simulated deployment; its files land in `out_dir`.
+
+    The simulator drives its own event loop; called from inside a running one (a Jupyter
+    kernel), it runs in a thread of its own instead.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    return World(spec, out_dir).run()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return World(spec, out_dir).run()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(lambda: World(spec, out_dir).run()).result()

@@ -1,0 +1,295 @@
+"""`timerlab sweep`: capacity planning with the simulator.
+
+A grid over pods, conversations, message rate, session timeout and poll interval; one steady
+simulated run per point, in parallel. Each run yields what an operator sizes for: fire lateness
+(p50, p99, and the oldest due timer's age, the SLI), the Redis operations per second the pods
+need, and the memory the armed timers take (bytes per timer measured on real Redis by
+`timerlab bench memory`). Points beyond the single-threaded Redis ceiling, or whose polls need
+more round trips than a poll interval holds, are flagged; with an SLO on lateness, the smallest
+configuration that meets it is recommended. A calibration point puts the simulator's
+prediction beside a real `timerlab load` run and states the difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from sim.faults import FaultPlan
+from sim.spec import RunSpec
+from sim.workload import WorkloadSpec
+from store.options import ServiceSettings
+
+DEFAULT_BYTES_PER_TIMER = 250.0
+"""Used only when no `timerlab bench memory` result is given (and flagged as assumed)."""
+DEFAULT_REDIS_CEILING = 50_000.0
+"""Unpipelined single-connection-per-client ops/s measured with redis-benchmark here
+(ARCHITECTURE section 5); used only when no bench result is given (and flagged as assumed)."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One configuration of the grid."""
+
+    pods: int
+    conversations: int
+    message_rate: float
+    """Messages per second per conversation while it is active."""
+    timeout: float
+    poll_interval: float
+
+    def label(self) -> str:
+        return (
+            f"{self.pods} pods, {self.conversations} conv, {self.message_rate:g} msg/s, "
+            f"{self.timeout:g} s timeout, poll {self.poll_interval:g} s"
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the grid is judged against, and where the figures came from."""
+
+    bytes_per_timer: float
+    bytes_source: str
+    redis_ceiling: float
+    ceiling_source: str
+    round_trip: float
+    """Seconds per Redis call (a LAN round trip plus the server time)."""
+
+    @classmethod
+    def from_bench(cls, results: Path | None, round_trip: float) -> Limits:
+        """Use `timerlab bench` results when given; otherwise documented defaults, marked."""
+        bytes_per_timer, bytes_source = DEFAULT_BYTES_PER_TIMER, "assumed (no bench result)"
+        ceiling, ceiling_source = DEFAULT_REDIS_CEILING, "assumed (no bench result)"
+        if results is not None and results.exists():
+            data = json.loads(results.read_text())
+            for row in data.get("rows", []):
+                if row.get("row") == "memory" and row.get("ours"):
+                    bytes_per_timer = float(row["ours"])
+                    bytes_source = f"measured by timerlab bench ({results})"
+                if row.get("row") == "redis_ceiling" and row.get("limit"):
+                    ceiling = float(row["limit"])
+                    ceiling_source = f"measured by timerlab bench ({results})"
+        return cls(bytes_per_timer, bytes_source, ceiling, ceiling_source, round_trip)
+
+
+def spec_for(point: Point, seconds: float, seed: int = 1) -> RunSpec:
+    """A steady, fault-free run of one grid point."""
+    think = 1.0 / point.message_rate
+    workload = WorkloadSpec(
+        conversations=point.conversations,
+        arrival_window=seconds,
+        messages_mean=max(2.0, point.timeout / think),
+        think_time_mean=think,
+        end_probability=0.2,
+        timeouts=(point.timeout,),
+    )
+    settings = ServiceSettings(
+        poll_interval=point.poll_interval, lease_seconds=30.0, fire_timeout=5.0
+    )
+    return RunSpec(
+        scenario="sweep",
+        seed=seed,
+        pods=point.pods,
+        workload=workload,
+        plan=FaultPlan(),
+        settings=settings,
+        drain=point.timeout + 3 * point.poll_interval + 5.0,
+    )
+
+
+def measure_point(args: tuple[Point, float, str]) -> dict[str, Any]:
+    """Run one point (in a worker process) and return its capacity figures."""
+    from harness.history import read_history
+    from harness.logs import configure_logging
+    from harness.report import pending_series
+    from harness.simrun import run_and_check
+
+    point, seconds, out_dir = args
+    configure_logging(40)
+    out = Path(out_dir)
+    verdict, _ = run_and_check(spec_for(point, seconds), out)
+    run = json.loads((out / "run.json").read_text())
+    duration = float(run["duration"])
+    calls = int(run.get("measured", {}).get("redis_calls", 0))
+    pending = pending_series(read_history(out / "history.csv"))
+    return {
+        **dataclasses.asdict(point),
+        "ok": verdict.ok,
+        "lateness_p50": verdict.stats["lateness_p50"],
+        "lateness_p99": verdict.stats["lateness_p99"],
+        "oldest_due_age": verdict.stats["lateness_max"],
+        "fires": verdict.stats["fires"],
+        "redis_ops_per_s": calls / duration if duration else 0.0,
+        "calls_per_poll_per_pod": calls / max(1.0, duration / point.poll_interval) / point.pods,
+        "peak_pending": int(pending.max()) if len(pending) else 0,
+    }
+
+
+def sweep(
+    points: Sequence[Point],
+    seconds: float,
+    limits: Limits,
+    *,
+    jobs: int,
+    slo_lateness: float | None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Measure every point in parallel; add memory and the flags."""
+    scratch = tempfile.mkdtemp(prefix="timerlab-sweep-")
+    work = [(point, seconds, os.path.join(scratch, f"point-{i}")) for i, point in enumerate(points)]
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(os.getcwd(),))
+    with pool:
+        results = pool.map(measure_point, work)
+        bar = tqdm(results, total=len(work), unit="run", disable=not progress, file=sys.stderr)
+        rows = list(bar)
+    table = pd.DataFrame(rows)
+    table["memory_bytes"] = table["peak_pending"] * limits.bytes_per_timer
+    table["beyond_redis_ceiling"] = table["redis_ops_per_s"] > limits.redis_ceiling
+    table["beyond_round_trip"] = (
+        table["calls_per_poll_per_pod"] * limits.round_trip > table["poll_interval"]
+    )
+    if slo_lateness is not None:
+        fits = ~table["beyond_redis_ceiling"] & ~table["beyond_round_trip"]
+        table["meets_slo"] = (table["lateness_p99"] <= slo_lateness) & fits
+    return table
+
+
+def recommend(table: pd.DataFrame, slo: float) -> str:
+    """The smallest configuration meeting the SLO for each load: fewest pods, then the longest
+    poll interval (the least Redis traffic)."""
+    lines = []
+    loads = table.groupby(["conversations", "message_rate", "timeout"])
+    for (conversations, rate, timeout), group in loads:
+        good = group[group["meets_slo"]].sort_values(
+            ["pods", "poll_interval"], ascending=[True, False]
+        )
+        head = f"{conversations} conversations, {rate:g} msg/s, {timeout:g} s timeout"
+        if good.empty:
+            lines.append(f"{head}: no configuration in the grid meets p99 lateness <= {slo:g} s")
+        else:
+            best = good.iloc[0]
+            lines.append(
+                f"{head}: {int(best['pods'])} pod(s), poll every {best['poll_interval']:g} s "
+                f"(p99 {best['lateness_p99']:.2f} s, {best['redis_ops_per_s']:.0f} Redis ops/s)"
+            )
+    return "\n".join(lines)
+
+
+def plot(table: pd.DataFrame, out: Path) -> list[Path]:
+    """The capacity plots: lateness, Redis load, memory and the SLI against load."""
+    table = table.assign(load=table["conversations"] * table["message_rate"])
+    figures = []
+    for column, label, name in (
+        ("lateness_p99", "fire lateness p99 (s)", "lateness.png"),
+        ("redis_ops_per_s", "Redis operations/s needed", "redis_ops.png"),
+        ("memory_bytes", "Redis memory for armed timers (bytes)", "memory.png"),
+        ("oldest_due_age", "age of the oldest due but unfired timer (s)", "oldest_due.png"),
+    ):
+        fig = Figure(figsize=(8, 4))
+        axis = fig.subplots()
+        for (pods, poll), group in table.groupby(["pods", "poll_interval"]):
+            group = group.sort_values("load")
+            label_ = f"{pods} pods, poll {poll:g} s"
+            (line,) = axis.plot(group["load"], group[column], marker="o", label=label_)
+            if column == "lateness_p99":
+                axis.plot(group["load"], group["lateness_p50"], ":", color=line.get_color())
+        axis.set_xscale("log")
+        axis.set_xlabel("load (conversations × messages/s per conversation)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+        if column == "lateness_p99":
+            axis.set_title("Fire lateness: p99 (solid), p50 (dotted)")
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        figures.append(out / name)
+    return figures
+
+
+def grid(
+    pods: Sequence[int],
+    conversations: Sequence[int],
+    message_rates: Sequence[float],
+    timeouts: Sequence[float],
+    poll_intervals: Sequence[float],
+) -> list[Point]:
+    values = itertools.product(pods, conversations, message_rates, timeouts, poll_intervals)
+    return [Point(*combination) for combination in values]
+
+
+def _worker_init(cwd: str) -> None:
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def write_sweep(
+    table: pd.DataFrame,
+    limits: Limits,
+    out: Path,
+    *,
+    slo: float | None,
+    calibration: str | None,
+) -> Path:
+    """The capacity table (CSV), the plots, the recommendation and a page tying them up."""
+    import html
+
+    from harness.report import STYLE
+
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "capacity.csv", index=False)
+    figures = plot(table, out)
+    recommendation = recommend(table, slo) if slo is not None else "no --slo-lateness given"
+    (out / "recommendation.txt").write_text(recommendation + "\n", encoding="utf-8")
+    columns = [
+        "pods", "conversations", "message_rate", "timeout", "poll_interval", "lateness_p50",
+        "lateness_p99", "oldest_due_age", "redis_ops_per_s", "peak_pending", "memory_bytes",
+        "beyond_redis_ceiling", "beyond_round_trip",
+    ]  # fmt: skip
+    shown = table[[c for c in [*columns, "meets_slo"] if c in table]].round(3)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in record) + "</tr>"
+        for record in shown.itertuples(index=False)
+    )
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
+    images = "".join(f'<img src="{f.name}" alt="{f.stem}">' for f in figures)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>timerlab sweep</title><style>{STYLE}</style>
+</head><body>
+<h1>Capacity sweep</h1>
+<p>{len(table)} simulated configurations. Memory per timer: {limits.bytes_per_timer:.0f} bytes,
+{html.escape(limits.bytes_source)}. Redis ceiling: {limits.redis_ceiling:.0f} ops/s,
+{html.escape(limits.ceiling_source)}. Round trip per call: {limits.round_trip * 1000:.1f} ms.
+Files: <a href="capacity.csv">capacity.csv</a>, <a href="recommendation.txt">recommendation.txt</a>.
+</p>
+<h2>Recommendation{f" (p99 lateness ≤ {slo:g} s)" if slo is not None else ""}</h2>
+<pre>{html.escape(recommendation)}</pre>
+<h2>Calibration against a real load run</h2>
+<pre>{html.escape(calibration or "none: pass --calibration RUN_DIR (a timerlab load run)")}</pre>
+<h2>Plots</h2>{images}
+<h2>Capacity table</h2><table><tr>{header}</tr>{rows}</table>
+<script>
+window.addEventListener("load", () => {{
+  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0);
+  document.body.dataset.brokenImages = String(broken.length);
+  document.body.dataset.images = String(document.images.length);
+}});
+</script>
+</body></html>
+"""
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

@@ -1,0 +1,56 @@
+"""`timerlab sweep` on a small grid: table, plots, recommendation, calibration, a page that
+renders with every image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness.calibrate import calibrate, spec_from_load
+from harness.cli import main
+from harness.simrun import run_and_check
+from sim.scenarios import build_spec
+from tests.reports.test_report import _need_chromium
+
+
+def test_a_small_sweep_writes_table_plots_and_recommendation(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    calibration_run = tmp_path / "calibration"
+    run_and_check(build_spec("baseline", 1), calibration_run)
+    out = tmp_path / "sweep"
+    code = main([
+        "-q", "sweep", "--pods", "1,2", "--conversations", "50,150", "--duration", "40",
+        "--slo-lateness", "2.0", "--calibration", str(calibration_run), "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    table = pd.read_csv(out / "capacity.csv")
+    assert len(table) == 4
+    assert {"lateness_p99", "redis_ops_per_s", "memory_bytes", "oldest_due_age"} <= set(table)
+    assert (table["redis_ops_per_s"] > 0).all()
+    for name in ("lateness.png", "redis_ops.png", "memory.png", "oldest_due.png"):
+        assert (out / name).stat().st_size > 5_000
+    recommendation = (out / "recommendation.txt").read_text()
+    assert "pod(s)" in recommendation or "no configuration" in recommendation
+    printed = capsys.readouterr().out
+    assert "calibration point" in printed
+    assert "difference" in printed
+
+
+def test_the_sweep_page_renders_with_every_image(tmp_path: Path) -> None:
+    _need_chromium()
+    from harness.render import render
+
+    out = tmp_path / "sweep"
+    assert main(["-q", "sweep", "--pods", "1", "--conversations", "40", "--duration", "30",
+                 "--out", str(out)]) == 0  # fmt: skip
+    shown = render(out / "index.html", tmp_path / "shot.png")
+    assert shown.images == 4
+    assert shown.broken_images == 0
+
+
+def test_calibration_reads_the_workload_off_the_history(tmp_path: Path) -> None:
+    run_and_check(build_spec("baseline", 3), tmp_path)
+    spec = spec_from_load(tmp_path)
+    assert spec.pods == 3
+    assert spec.workload.conversations == 60
+    assert "difference" in calibrate(tmp_path)
