@@ -8,7 +8,7 @@ to the next asyncio timer (a socket timeout, a `sleep`), whichever comes first. 
 reads the wall clock, so a run depends only on its inputs.
 
 SimPy processes start coroutines with `AsyncBridge.run(coro)`, which returns a SimPy event that
-fires when the task ends; coroutines wait for simulated time with `AsyncBridge.sleep`.
+fires when the task ends; coroutines wait for simulated time with plain `asyncio.sleep`.
 """
 
 from __future__ import annotations
@@ -89,24 +89,6 @@ class AsyncBridge:
         task.add_done_callback(finished)
         done.task = task  # type: ignore[attr-defined]
         return done
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait `seconds` of simulated time (asyncio's own sleep works too: same clock)."""
-        await asyncio.sleep(seconds)
-
-    def until(self, event: simpy.Event) -> asyncio.Future[Any]:
-        """An asyncio future that resolves when a SimPy event is processed."""
-        future: asyncio.Future[Any] = self.loop.create_future()
-
-        def resolve(event: simpy.Event) -> None:
-            if not future.done():
-                future.set_result(event.value)
-
-        if event.processed:
-            future.set_result(event.value)
-        else:
-            event.callbacks.append(resolve)
-        return future
 
 
 def run_simulation(env: simpy.Environment, loop: SimEventLoop, until: float) -> None:
