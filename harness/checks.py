@@ -484,10 +484,12 @@ class _Checker:
         ]
         # Back from an outage, pods poll Redis again only once they have merged their outage
         # writes: until the first pod has, Redis timers are still out of reach.
+        # Then, for two probe intervals, they hold back timers that came due during the outage.
+        hold = 2 * self.info.probe_interval
         recovered = []
         for start, end in _union(spans):
             merged = [t for times in self.deactivations.values() for t, _ in times if t >= end]
-            recovered.append((start, min([*merged, end + self.recovery_allowance])))
+            recovered.append((start, min([*merged, end + self.recovery_allowance]) + hold))
         return _union(recovered + self._no_pod_up())
 
     def _times_out(self, window: Window) -> bool:
@@ -1004,6 +1006,33 @@ class _Checker:
                 )
             )
 
+    def stale_fires(self) -> int:
+        """Fires a user would call wrong: the conversation had been re-armed or ended (on any
+        pod, in Redis or in some pod's fallback memory) before the claim started.
+
+        Not a violation: within each store's order every claim was current, and a partial
+        outage cannot avoid some (the cut-off pod holds the newer write where no other pod can
+        see it). It is what degraded-aware routing (`refusing_fallback`) drives towards 0.
+        """
+        latest: dict[str, tuple[float, str | None]] = {}
+        stale = 0
+        events = sorted(
+            (
+                (_started(row), 0, row) if row["kind"] == "claim" else (float(row["t"]), 1, row)
+                for row in self.rows
+                if row["kind"] in {"schedule", "cancel", "claim"}
+            ),
+            key=lambda item: (item[0], item[1]),
+        )
+        for _, order, row in events:
+            sender = row["sender_id"]
+            if order == 1:
+                instance = row["instance"] if row["kind"] == "schedule" else None
+                latest[sender] = (float(row["t"]), instance)
+            elif (row["attempt"] or 1) == 1 and sender in latest:
+                stale += latest[sender][1] != row["fire_id"]
+        return stale
+
     def timeline(self) -> list[dict[str, Any]]:
         """Fault windows, fallback stretches and pod downtime, as spans for a report."""
         spans = [
@@ -1225,6 +1254,7 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
         "instances": len(checker.instances),
         "fires": sum(len(v) for v in checker.fires_ok.values()),
         "raw_refires": checker.raw_refires,
+        "stale_fires": checker.stale_fires(),
         "activations": sum(len(v) for v in checker.activations.values()),
         "lateness_p50": lateness[len(lateness) // 2] if lateness else 0.0,
         "lateness_p99": lateness[int(len(lateness) * 0.99)] if lateness else 0.0,

@@ -108,6 +108,35 @@ def _parser() -> argparse.ArgumentParser:
     shrink.add_argument("--out", type=Path, default=Path("runs/shrunk"))
     shrink.set_defaults(handler=_shrink)
 
+    bench = commands.add_parser(
+        "bench", help="benchmarks: ours vs a Rasa-style baseline vs the limit"
+    )
+    bench.add_argument(
+        "group", nargs="?", default="all", choices=("all", "store", "claim", "memory", "sim")
+    )
+    bench.add_argument("--out", type=Path, default=Path("reports/bench"))
+    bench.add_argument("--quick", action="store_true", help="small sizes: checks every row runs")
+    bench.add_argument("--repeats", type=int, default=3, help="median of this many (at least 3)")
+    bench.set_defaults(handler=_bench)
+
+    load = commands.add_parser("load", help="Locust load on real pods and Redis, with faults")
+    load.add_argument("--scenario", required=True, metavar="NAME")
+    load.add_argument("--users", type=int, default=50)
+    load.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    load.add_argument("--pods", type=int, default=3)
+    load.add_argument(
+        "--topology", choices=("standalone", "cluster", "sentinel"), default="standalone"
+    )
+    load.add_argument(
+        "--persistence",
+        choices=("none", "rdb", "aof_everysec", "aof_always"),
+        default="aof_everysec",
+    )
+    load.add_argument("--workers", type=int, default=0, help="Locust workers (distributed mode)")
+    load.add_argument("--shape", choices=("steady", "ramp", "spike", "soak"), default="steady")
+    load.add_argument("--out", type=Path, default=Path("runs/load"))
+    load.set_defaults(handler=_load)
+
     sweep = commands.add_parser("sweep", help="capacity planning over a grid of simulated runs")
     sweep.add_argument("--pods", type=_ints, default=[1, 2, 4])
     sweep.add_argument("--conversations", type=_ints, default=[200, 1000])
@@ -284,6 +313,43 @@ def _shrink(args: argparse.Namespace) -> int:
     args.plan, args.conversations_limit = plan_file, result.spec.workload.limit
     print(f"replay: {_replay_command(args, args.seed)}")
     return 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from benchmarks.runner import run_bench
+
+    if args.repeats < 1:
+        raise UsageError("--repeats must be at least 1")
+    report = run_bench(args.group, args.out, quick=args.quick, repeats=args.repeats)
+    print(report.table())
+    print(f"results: {args.out / 'results.json'}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+    from loadtest.run import SCENARIOS, LoadOptions, run_load
+
+    if args.scenario not in SCENARIOS:
+        raise UsageError(f"unknown load scenario {args.scenario!r}; one of {', '.join(SCENARIOS)}")
+    options = LoadOptions(
+        scenario=args.scenario,
+        users=args.users,
+        duration=args.duration,
+        pods=args.pods,
+        topology=args.topology,
+        persistence=args.persistence,
+        workers=args.workers,
+        shape=args.shape,
+        out=args.out,
+    )
+    try:
+        result = run_load(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(result.summary())
+    print(f"report: {build_report(result.out, verdict=result.verdict).index}")
+    return 0 if result.verdict.ok else 1
 
 
 def _ints(text: str) -> list[int]:

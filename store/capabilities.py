@@ -126,6 +126,9 @@ class JournalEntry:
     have reached the primary after all, and must not count as somebody else's newer write."""
     unacked_cancel: bool = False
     """Likewise for a cancel that timed out."""
+    own_version: int = 0
+    """The newest version this pod itself already wrote to the primary for the sender while
+    merging this outage (a merge that failed half way, then retried): ours, not newer."""
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,19 @@ primary answered a probe; the outage's writes are being merged back). The design
 - Count what cannot be saved: timers held only in memory die with the process.
 
 Probing happens only in the poll path (`claim_due`, `get_expired_timers`), never while handling
-a user message, so an outage never adds a timeout to the user's reply.
+a user message, so an outage never adds a timeout to the user's reply. For two probe intervals
+after merging back, a pod claims only timers due before its outage began, so the other pods of
+a full outage can merge their newer writes first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +55,26 @@ if TYPE_CHECKING:
     from store.config import EndpointConfig
 
 log = structlog.get_logger(__name__)
+
+_REFUSING: ContextVar[bool] = ContextVar("timerlab_refusing_fallback", default=False)
+
+
+@contextlib.contextmanager
+def refusing_fallback() -> Iterator[None]:
+    """Inside this block, a write that cannot reach the primary raises `StoreUnavailableError`
+    instead of landing in memory.
+
+    A pod behind a load balancer uses it to answer 503 and let the balancer try a peer that
+    still reaches Redis: a write kept in one pod's memory is invisible to the others, so in a
+    partial outage their copy of the timer would fire while the user is still talking. When
+    no peer reaches Redis either (a full outage), the balancer retries without it.
+    """
+    token = _REFUSING.set(True)
+    try:
+        yield
+    finally:
+        _REFUSING.reset(token)
+
 
 RECONCILE_CHUNK = 256
 """Journal entries merged per primary call batch; a failure keeps only the rest pending."""
@@ -129,8 +153,10 @@ class FallbackTimerStore(SessionTimerStore):
         self._journal: dict[str, _Note] = {}
         self._pending: dict[str, _Pending] = {}
         self._unreleased: list[Claim] = []
+        self._own: dict[str, int] = {}
         self._horizon: Horizon = {}
         self._since = 0.0
+        self._hold_until = 0.0
         self._next_probe = 0.0
         self._merge_lock = asyncio.Lock()
 
@@ -254,15 +280,22 @@ class FallbackTimerStore(SessionTimerStore):
         if self._state != "fallback":
             try:
                 if supports_claiming(self.primary):
-                    return await self.primary.write_timer(  # type: ignore[attr-defined, no-any-return]
+                    stamp: Stamp = await self.primary.write_timer(  # type: ignore[attr-defined]
                         sender_id, session_id, scheduled_time, metadata, instance=instance
                     )
+                    if self._state == "reconciling":
+                        self._remember_own(sender_id, stamp.version)
+                    return stamp
                 await self.primary.store_timer(sender_id, session_id, scheduled_time, metadata)
                 return Stamp(0, f"{sender_id}@{scheduled_time!r}", "primary")
             except StoreUnavailableError as exc:
                 self._activate(exc)
                 unacked = float(scheduled_time)
                 self._unacknowledged(sender_id, "schedule", scheduled_time)
+                if _REFUSING.get():
+                    raise
+        elif _REFUSING.get():
+            raise StoreUnavailableError("the fallback is active: write refused, try a peer")
         stamp = await self._mem().write_timer(
             sender_id, session_id, scheduled_time, metadata, instance=instance
         )
@@ -274,13 +307,20 @@ class FallbackTimerStore(SessionTimerStore):
         if self._state != "fallback":
             try:
                 if supports_claiming(self.primary):
-                    return await self.primary.cancel_timer(sender_id)  # type: ignore[attr-defined, no-any-return]
+                    result: CancelResult = await self.primary.cancel_timer(sender_id)  # type: ignore[attr-defined]
+                    if self._state == "reconciling":
+                        self._remember_own(sender_id, result.stamp.version)
+                    return result
                 existed = await self.primary.delete_timer(sender_id)
                 return CancelResult(existed, Stamp(0, f"{sender_id}@cancel", "primary"))
             except StoreUnavailableError as exc:
                 self._activate(exc)
                 unacked = True
                 self._unacknowledged(sender_id, "cancel", None)
+                if _REFUSING.get():
+                    raise
+        elif _REFUSING.get():
+            raise StoreUnavailableError("the fallback is active: cancel refused, try a peer")
         result = await self._mem().cancel_timer(sender_id)
         self._note(sender_id, "cancelled", unacked_cancel=unacked)
         return result
@@ -290,7 +330,7 @@ class FallbackTimerStore(SessionTimerStore):
         if self._state != "fallback" and supports_claiming(self.primary):
             try:
                 return await self.primary.claim_due(  # type: ignore[attr-defined, no-any-return]
-                    now, limit=limit, lease_until=lease_until
+                    self._held_back(now), limit=limit, lease_until=lease_until
                 )
             except StoreUnavailableError as exc:
                 self._activate(exc)
@@ -341,6 +381,7 @@ class FallbackTimerStore(SessionTimerStore):
         if resumed:  # the primary failed again while merging: same outage, keep the journal
             return
         self._since = now
+        self._own = {}
         outage = next(self._outages)
         self._memory = InMemoryTimerStore(
             instance_prefix=f"{self._memory_prefix or 'fb'}.{outage}", origin="fallback"
@@ -439,8 +480,15 @@ class FallbackTimerStore(SessionTimerStore):
     def _settle(self, outcomes: Sequence[ReconcileOutcome]) -> None:
         for outcome in outcomes:
             item = self._pending.pop(outcome.sender_id)
+            if outcome.stamp is not None:
+                self._remember_own(outcome.sender_id, outcome.stamp.version)
             if self.reconcile_enabled:
                 self._record(item, outcome)
+
+    def _remember_own(self, sender_id: str, version: int) -> None:
+        """A version this pod put into the primary during this outage's merge: if the merge
+        is interrupted and retried, that write is recognised as ours, never as newer."""
+        self._own[sender_id] = max(version, self._own.get(sender_id, 0))
 
     def _mark_in_doubt(self) -> None:
         """What a failed attempt sent may have landed: it is ours if the primary has it."""
@@ -468,6 +516,7 @@ class FallbackTimerStore(SessionTimerStore):
             instance=None if stamp is None or timer is None else stamp.instance,
             unacked_time=note.unacked_time,
             unacked_cancel=note.unacked_cancel,
+            own_version=self._own.get(sender_id, 0),
         )
 
     async def _replay(self, entry: JournalEntry) -> ReconcileOutcome:
@@ -499,8 +548,20 @@ class FallbackTimerStore(SessionTimerStore):
             verified=outcome.verified,
         )
 
+    def _held_back(self, now: float) -> float:
+        """The cutoff to claim with, just after an outage.
+
+        Other pods that lost Redis too merge their outage writes on their own probe schedule.
+        Until they have had the time to (two probe intervals), this pod only claims timers
+        that were due before the outage began: one that came due during it may have been
+        re-armed in another pod's memory, and firing it now would be a stale fire.
+        """
+        return min(now, self._since) if now < self._hold_until else now
+
     def _deactivate(self) -> None:
-        duration = self._clock.now() - self._since
+        now = self._clock.now()
+        duration = now - self._since
+        self._hold_until = now + 2 * self.probe_interval
         self._state = "primary"
         self._memory = None
         self.stats.deactivations += 1

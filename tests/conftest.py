@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from harness.topology import (
     ClusterTopology,
@@ -138,6 +139,13 @@ async def make_reference_store(request: pytest.FixtureRequest) -> AsyncIterator[
     """Like `make_store`, over the reference stores only (they offer the claim path)."""
     async for factory in _closing(_factory(request.param, request)):
         yield factory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Tests that run the CLI configure structlog for the whole process; undo it after each."""
+    yield
+    structlog.reset_defaults()
 
 
 _FIGURES: list[tuple[str, str]] = []

@@ -216,3 +216,39 @@ async def test_reconcile_switched_off_drops_the_outage_writes(
     assert not store.active
     assert await flaky.inner.get_timer("u1") is None
     assert [kind for kind, _ in events].count("reconcile_dropped") == 1
+
+
+async def test_a_retried_merge_does_not_take_our_own_earlier_merge_for_a_newer_write(
+    make_pod: Callable[[], Pod], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge fails after its first chunk; the pod writes again; the retry must apply it."""
+    store, flaky, events = make_pod()
+    await store.claim_due(T0, limit=1, lease_until=None)  # a horizon from before the outage
+    flaky.down = True
+    for index in range(300):  # two merge chunks
+        await store.store_timer(f"u{index}", "s", T0 + 10)
+    flaky.down = False
+    original = flaky.reconcile
+    chunks = 0
+
+    async def fail_second_chunk(*args: Any, **kwargs: Any) -> Any:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 2:
+            flaky.down = True
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(flaky, "reconcile", fail_second_chunk)
+    make_pod.clock.advance(1.0)  # type: ignore[attr-defined]
+    await store.claim_due(T0, limit=1, lease_until=None)  # merges chunk 1, fails on chunk 2
+    assert store.active
+    await store.store_timer("u0", "s", T0 + 99)  # u0 was merged already; the user wrote again
+    await store.delete_timer("u1")  # and another user ended their conversation
+    flaky.down = False
+    make_pod.clock.advance(1.0)  # type: ignore[attr-defined]
+    await store.claim_due(T0, limit=1, lease_until=None)
+    assert not store.active
+    assert (await flaky.inner.get_timer("u0")).scheduled_time == T0 + 99  # type: ignore[union-attr]
+    assert await flaky.inner.get_timer("u1") is None
+    skipped = [f for kind, f in events if kind == "reconciled" and not f["applied"]]
+    assert skipped == []

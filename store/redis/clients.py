@@ -66,6 +66,10 @@ def _common(settings: RedisSettings) -> dict[str, Any]:
         "socket_connect_timeout": settings.socket_connect_timeout,
         "decode_responses": True,
         "retry": no_retry(),
+        # RESP2: with RESP3, redis-py 8 turns on maintenance notifications, which skips its
+        # check of idle pooled connections, so every connection left over from before a Redis
+        # restart fails once and looks like a second outage.
+        "protocol": 2,
         # The store's own gate keeps calls at or below max_connections; the margin covers
         # connections a cluster or sentinel client opens for its own bookkeeping.
         "max_connections": settings.max_connections + 8,

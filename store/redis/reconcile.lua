@@ -4,7 +4,7 @@
 -- writes: a timer that another pod fired during the outage does not block the merge.
 -- KEYS: due, rec, meta, tomb
 -- ARGV: sender, horizon_epoch, horizon_seq, op ('set'|'del'), scheduled_time, body,
---       floor, epoch_candidate, tombstone_limit, unacked_time, unacked_cancel
+--       floor, epoch_candidate, tombstone_limit, unacked_time, unacked_cancel, own_version
 -- unacked_*: this pod's own write that timed out as the outage began. If the newest write in
 -- Redis is exactly that one, it landed after all; it is ours, so it does not win.
 -- Returns {applied, version, epoch, seq, lost, competing_version, verified}
@@ -29,6 +29,11 @@ if newer and ARGV[10] ~= '' and rec and record_version(rec) == current then
   local score = redis.call('ZSCORE', KEYS[1], sender)
   newer = not (score and tonumber(score) == tonumber(ARGV[10]))
 elseif newer and ARGV[11] == '1' and not rec and tomb and tonumber(tomb) == current then
+  newer = false
+end
+-- own_version: the newest version this pod itself put there for the sender while merging this
+-- outage back (an earlier attempt that failed half way). Our own write is never "newer".
+if newer and tonumber(ARGV[12]) == current then
   newer = false
 end
 local verified = 1

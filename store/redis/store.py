@@ -337,6 +337,7 @@ class RedisTimerStore(SessionTimerStore):
                             self._epoch_candidate(index), self.settings.tombstone_limit,
                             "" if entry.unacked_time is None else repr(entry.unacked_time),
                             "1" if entry.unacked_cancel else "",
+                            entry.own_version,
                         ],
                     )
                 )  # fmt: skip

@@ -1,0 +1,43 @@
+"""A short real load run, judged by the checker: the load harness's smoke test in CI.
+
+Real redis-server, pods, proxies, receiver and Locust processes (Locust only ever runs in its
+own process), with a Redis kill -9 and restart in the middle of the load.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.history import read_history
+from loadtest.run import LoadOptions, run_load
+from tests.conftest import redis_unavailable
+
+pytestmark = pytest.mark.redis
+
+
+def test_redis_restart_under_load(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        redis_unavailable("redis-server is not installed (apt-get install redis-server)")
+    out = tmp_path / "load"
+    options = LoadOptions(scenario="redis-restart", users=20, duration=20, pods=2, out=out)
+    result = run_load(options, progress=lambda _: None)
+    print(result.summary())
+
+    assert result.verdict.ok, result.verdict.table()
+    assert (out / "history.csv").exists()
+    assert (out / "locust_stats.csv").exists()
+    assert (out / "locust.html").exists()
+    assert "fallback activated" in " ".join(result.verdict.exercised.values())
+    assert result.requests > 0
+    assert result.fires_deduplicated > 0
+
+    # The receiver saw every successful fire, and nothing no pod started.
+    history = read_history(out / "history.csv")
+    fires = history[history["kind"] == "fire"]
+    succeeded = set(fires[(fires["outcome"] == "fire_done") & (fires["result"] == "ok")]["fire_id"])
+    started = set(fires[fires["outcome"] == "fire_start"]["fire_id"])
+    assert len(succeeded) <= result.fires_deduplicated <= len(started)
+    assert result.fires_raw >= result.fires_deduplicated
