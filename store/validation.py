@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from store.errors import InvalidTimerType, InvalidTimerValue
@@ -24,6 +25,8 @@ MAX_METADATA_DEPTH = 32
 
 MAX_SCHEDULED_TIME = 253402300799.0
 """9999-12-31T23:59:59Z, the last second `datetime` can represent."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_id(field: str, value: object, *, optional: bool = False) -> str | None:
@@ -45,7 +48,7 @@ def check_id(field: str, value: object, *, optional: bool = False) -> str | None
         raise InvalidTimerValue(field, "contains an unpaired surrogate") from None
     if size > MAX_ID_BYTES:
         raise InvalidTimerValue(field, f"is {size} bytes long; the limit is {MAX_ID_BYTES}")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _CONTROL.search(value):
         raise InvalidTimerValue(field, "contains a control character")
     return value
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -94,7 +95,8 @@ class RedisTimerStore(SessionTimerStore):
         self._bound: _Bound | None = None
         self._build_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._closed = False
-        self._rng = rng or random.SystemRandom()
+        # Instance ids need uniqueness, not secrecy: one seeded generator, not a syscall each.
+        self._rng = rng or random.Random(secrets.randbits(64))
         self._epoch_base = f"{self._rng.getrandbits(48):012x}"
         self._seen: dict[int, tuple[str, int]] = {}
         self._rotation = 0
@@ -190,9 +192,10 @@ class RedisTimerStore(SessionTimerStore):
             lambda s, b: s.expired(keys=[b.due, b.rec], args=[cutoff])
         )
         timers = [
-            decode_record(reply[i], float(reply[i + 1]), reply[i + 2])[1]
+            decode_record(sender, float(score), record)[1]
             for reply in replies
-            for i in range(0, len(reply), 3)
+            if reply
+            for sender, score, record in (line.split("\t", 2) for line in reply.split("\n"))
         ]
         timers.sort(key=lambda timer: timer.scheduled_time)
         return timers
