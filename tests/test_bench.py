@@ -38,7 +38,7 @@ from harness.topology import StandaloneTopology
 from store.timer import SessionTimer
 from tests.conftest import unique_prefix
 
-RECORD_HEAD = re.compile(r"^\d+\|[0-9a-f]{16}\|")
+RECORD_HEAD = re.compile(r"^\d+\|[A-Za-z0-9_-]{12}\|")
 
 
 # -- the smoke run -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ the stores write; `tests/test_bench.py` checks that against the real `write_time
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
@@ -327,8 +328,8 @@ def ours_commands(
     """Our layout, as `store.lua` leaves it after one `write_timer` per timer in order.
 
     `due` holds sender -> time, `rec` holds sender -> "<version>|<instance>|<json body>", and
-    `meta` holds the version counter and the epoch. Instance ids are random 64-bit hex, as the
-    store draws them.
+    `meta` holds the version counter and the epoch. Instance ids are 12 random base64url
+    characters, as the store draws them.
     """
     rng = random.Random(seed)
     version = first_version
@@ -336,7 +337,7 @@ def ours_commands(
         zadd: list[str] = ["ZADD", keys.due]
         hset: list[str] = ["HSET", keys.rec]
         for timer in timers[start : start + chunk]:
-            instance = f"{rng.getrandbits(64):016x}"
+            instance = base64.urlsafe_b64encode(rng.getrandbits(72).to_bytes(9, "big")).decode()
             zadd += (repr(timer.when), timer.sender)
             hset += (
                 timer.sender,

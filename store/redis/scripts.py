@@ -6,16 +6,25 @@ Keys of one bucket share a hash tag, so a script touches exactly one cluster slo
 a script compares (times, versions, epochs) arrives through ARGV: no TIME, no TTLs, so the
 simulator's embedded Redis stays deterministic.
 
-redis-py's script objects call EVALSHA and reload on NOSCRIPT, so a Redis restart or a failover
-to a replica (whose script cache is empty) costs one extra round trip, never an error.
+Scripts run by EVALSHA and are reloaded on NOSCRIPT, so a Redis restart or a failover to a
+replica (whose script cache is empty) costs one extra round trip, never an error.
+
+Calls made in the same event-loop tick go out together as one pipeline (one round trip, one
+connection): a pod handling many messages at once pays Redis's latency once, not per message.
+A call with nothing beside it goes out alone. (Cluster clients send every call alone: their
+calls for different buckets already go to different masters.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 USES: dict[str, tuple[str, ...]] = {
     "store": ("meta",),
@@ -38,20 +47,100 @@ def script_source(name: str) -> str:
     return "\n".join([*parts, (folder / f"{name}.lua").read_text(encoding="utf-8")])
 
 
+Queued = tuple[str, list[Any], list[Any], "asyncio.Future[Any]"]
+
+
+class ScriptRunner:
+    """Runs the scripts on one client, batching the calls of one event-loop tick."""
+
+    def __init__(self, client: Any, *, batch: bool) -> None:
+        self._client = client
+        self._batch = batch
+        self._shas = {name: hashlib.sha1(script_source(name).encode()).hexdigest() for name in USES}
+        self._queue: list[Queued] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def run(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        if not self._batch:
+            return await self._alone(name, keys, args)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((name, keys, args, future))
+        if len(self._queue) == 1:  # the first call of this tick sends them all at its end
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[Queued]) -> None:
+        try:
+            if len(batch) == 1:
+                name, keys, args, _ = batch[0]
+                results = [await self._alone(name, keys, args)]
+            else:
+                results = await self._together(batch)
+        except BaseException as exc:  # the connection failed: every call of the batch did
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():  # its caller gave up (a crash cancelled it)
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _together(self, batch: list[Queued]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name, keys, args, _ in batch:
+                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):  # a restart or failover emptied the cache
+                name, keys, args, _ = batch[index]
+                results[index] = await self._alone(name, keys, args)
+        return results
+
+    async def _alone(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        try:
+            return await self._client.evalsha(self._shas[name], len(keys), *keys, *args)
+        except NoScriptError:
+            await self._client.script_load(script_source(name))
+            return await self._client.evalsha(self._shas[name], len(keys), *keys, *args)
+
+
+class ScriptCall:
+    """One script, called as `await script(keys=[...], args=[...])`."""
+
+    def __init__(self, runner: ScriptRunner, name: str) -> None:
+        self._runner = runner
+        self._name = name
+
+    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+        return await self._runner.run(self._name, keys, args)
+
+
 @dataclass(frozen=True)
 class Scripts:
-    """The registered scripts of one client."""
+    """The scripts of one client."""
 
-    store: Any
-    cancel: Any
-    delete_if: Any
-    get: Any
-    expired: Any
-    claim: Any
-    complete: Any
-    reconcile: Any
+    store: ScriptCall
+    cancel: ScriptCall
+    delete_if: ScriptCall
+    get: ScriptCall
+    expired: ScriptCall
+    claim: ScriptCall
+    complete: ScriptCall
+    reconcile: ScriptCall
 
     @classmethod
-    def register(cls, client: Any) -> Scripts:
-        """Register every script on `client` (no round trip until the first call)."""
-        return cls(**{name: client.register_script(script_source(name)) for name in USES})
+    def register(cls, client: Any, *, batch: bool) -> Scripts:
+        """The scripts of `client` (no round trip until the first call)."""
+        runner = ScriptRunner(client, batch=batch)
+        return cls(**{name: ScriptCall(runner, name) for name in USES})

@@ -10,6 +10,7 @@ batch under a lease. Connectivity failures surface as `StoreUnavailableError`, w
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import random
@@ -261,7 +262,7 @@ class RedisTimerStore(SessionTimerStore):
 
         def claim(s: Scripts, index: int) -> Awaitable[Any]:
             b = self.keys.keys(index)
-            return s.claim(  # type: ignore[no-any-return]
+            return s.claim(
                 keys=[b.due, b.rec, b.meta, b.lease, b.leased],
                 args=[at, until, shares[index], self._floor(index), self._epoch_candidate(index)],
             )
@@ -387,7 +388,8 @@ class RedisTimerStore(SessionTimerStore):
                     with self._translate():
                         await client.initialize()
                 gate = asyncio.Semaphore(self.settings.max_connections)
-                self._bound = _Bound(loop, client, Scripts.register(client), gate)
+                scripts = Scripts.register(client, batch=not isinstance(client, RedisCluster))
+                self._bound = _Bound(loop, client, scripts, gate)
         return self._bound.scripts, self._bound.gate
 
     def _client(self) -> RedisClient:
@@ -471,8 +473,9 @@ class RedisTimerStore(SessionTimerStore):
         return f"{self._epoch_base}.{bucket}"
 
     def _new_instance(self) -> str:
-        """A fresh instance id: random, so it stays unique even if Redis reuses a version."""
-        return f"{self._rng.getrandbits(64):016x}"
+        """A fresh instance id: random (72 bits, 12 characters), so it stays unique even if
+        Redis reuses a version."""
+        return base64.urlsafe_b64encode(self._rng.getrandbits(72).to_bytes(9, "big")).decode()
 
     def _floor(self, bucket: int) -> int:
         return self._seen.get(bucket, ("", 0))[1]
