@@ -38,7 +38,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness.history import read_history
 from harness.runinfo import RunInfo
@@ -159,6 +159,7 @@ DECLARED = (
     "skipped_by_policy",
     "gave_up",
     "failover_lost_write",
+    "failover_resurrection",
 )
 
 
@@ -342,6 +343,27 @@ class _Checker:
             self._window(start_row, self.end, seq)
         for restart in self.restarts:
             restart["crash"] = self._crash_time(restart) or restart["t"]
+            restart.setdefault("cause", "restart")
+        self.restarts.extend(self._failovers())
+
+    def _failovers(self) -> list[dict[str, Any]]:
+        """A failover as a restart that kept what had replicated by the kill.
+
+        Replication is asynchronous: the promoted replica may lack the last writes the old
+        master acknowledged. The fault records how far back that may reach
+        (`replication_window`); an unfired write from that window is a declared loss.
+        """
+        return [
+            {
+                "t": window.start,
+                "crash": window.start,
+                "kept_until": window.start - float(window.detail.get("replication_window", 0.0)),
+                "cause": "failover",
+                "row": window.row,
+            }
+            for window in self.windows
+            if window.kind == "redis_outage" and window.detail.get("mode") == "failover"
+        ]
 
     def _window(self, start_row: dict[str, Any], end: float, seq: int) -> None:
         detail = start_row["d"]
@@ -438,7 +460,7 @@ class _Checker:
         return (sum(1 for restart in self.restarts if restart["crash"] < done), version)
 
     def restart_loses(self, write_time: float, version: int, sender: str) -> dict[str, Any] | None:
-        """The Redis restart that lost a write begun at `write_time`, if one did.
+        """The Redis restart or failover that lost a write begun at `write_time`, if one did.
 
         A restart keeps a prefix of the operation log: exactly the versions up to the bucket's
         counter in the kept data (versioned writes), or what was written by `kept_until`.
@@ -577,7 +599,7 @@ class _Checker:
                 )
                 if lost:
                     if not instance.resurrected:
-                        self.declared["restart_resurrection"] += 1
+                        self.declared[f"{lost['cause']}_resurrection"] += 1
                     instance.resurrected = True
                     continue
                 self.violations.append(
@@ -693,9 +715,10 @@ class _Checker:
             return True
         if any(t0 - self.info.lease_seconds <= t <= t1 for t, _ in self.activations.get(pod, [])):
             return True  # its lease could not be released during an outage
-        if any(t0 <= restart["t"] <= t1 + EPSILON for restart in self.restarts):
-            self.declared["restart_resurrection"] += 1
-            return True
+        for restart in self.restarts:
+            if t0 <= restart["t"] <= t1 + EPSILON:
+                self.declared[f"{restart['cause']}_resurrection"] += 1
+                return True
         return bool(done[0]["t"] - t0 >= self.info.lease_seconds)  # a fire slower than its lease
 
     def rows_for_fire(self, fire_id: str) -> Iterator[dict[str, Any]]:
@@ -804,10 +827,11 @@ class _Checker:
                     return "crash_between_claim_and_fire"
             if member.origin == "custom" and self._claim_in_flight_at_crash(member):
                 return "crash_between_claim_and_fire"
-            if member.origin == "redis" and self.restart_loses(
+            lost = member.origin == "redis" and self.restart_loses(
                 member.written, member.version, member.sender
-            ):
-                return "restart_lost_write"
+            )
+            if lost:
+                return f"{lost['cause']}_lost_write"
         return "pending"
 
     def _claim_in_flight_at_crash(self, member: Instance) -> bool:
@@ -1286,7 +1310,7 @@ def _peak_backlog(checker: _Checker) -> int:
     return peak
 
 
-def load_rows(history: Path) -> list[dict[str, Any]]:
+def load_rows(history: Path | IO[str]) -> list[dict[str, Any]]:
     """History rows as dicts, NaN as None, `detail` parsed into `d`."""
     frame = read_history(history)
     records: list[dict[str, Any]] = [

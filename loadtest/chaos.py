@@ -40,6 +40,12 @@ from loadtest.scenarios import Fault
 
 FAILOVER_TIMEOUT = 30.0
 _FAILOVER_POLL = 0.01
+REPLICATION_WINDOW = 1.0
+"""How far before a master's kill its acknowledged writes may be missing from the promoted
+replica. Replication is asynchronous: the replica is fed the write stream as it happens
+(milliseconds behind on loopback), and a master learns of a lagging replica only from its
+once-a-second REPLCONF ACK; one second is declared at risk, and the checker counts an unfired
+write from that second as a declared `failover_lost_write`."""
 AOF_EVERYSEC_WINDOW = 2.0
 """How much an appendfsync everysec Redis may lose: writes are postponed up to 2 s while an
 fsync is in progress (redis.conf), so the last 2 s before a crash are declared at risk."""
@@ -259,7 +265,12 @@ class ChaosController:
     ) -> None:
         """Kill the master; the outage lasts until `promoted` names a reachable new master."""
         started = self.world.record(
-            "fault_start", fault="redis_outage", mode="failover", fault_index=index, node=old.name
+            "fault_start",
+            fault="redis_outage",
+            mode="failover",
+            fault_index=index,
+            node=old.name,
+            replication_window=REPLICATION_WINDOW,
         )
         topology.kill(old)
         new: RedisNode | None = None
