@@ -12,6 +12,10 @@ cutoff makes the oldest 1,000, then 10,000, due:
   fewest when the second depends on the first), decoded into the same `SessionTimer`s, on the
   same asyncio client as ours: the ratio then isolates what the store adds.
 
+Ours beats that limit (about 0.35x of its time): the script joins both reads inside Redis and
+returns the due timers as one string, so redis-py parses one bulk reply instead of 3E of them,
+and that parsing is most of the limit's time. The limit stays the fewest plain commands.
+
 Every result is checked to hold exactly the due timers, so a fast wrong answer cannot pass.
 """
 
