@@ -1126,7 +1126,12 @@ class _Checker:
                 if window.start - EPSILON <= t <= window.end
             ) + sum(1 for pod in affected if self._active_at(pod, window.start))
             if hits:
-                return f"fallback activated on {hits} pod(s)"
+                back = sum(
+                    1
+                    for pod in affected
+                    if any(t >= window.start for t, _ in self.deactivations.get(pod, []))
+                )
+                return f"fallback activated on {hits} pod(s), deactivated on {back}"
             if window.end - window.start < self.info.socket_timeout + self.info.poll_interval * 2:
                 return "too short to activate the fallback"
             return "NOT exercised: no pod activated its fallback"

@@ -35,7 +35,7 @@ from typing import Any
 from locust import FastHttpUser, between, task
 
 from loadtest import shapes
-from loadtest.scenarios import ALLOW_DEGRADED, THINK_TIME
+from loadtest.scenarios import ALLOW_DEGRADED, REROUTED, THINK_TIME
 
 PODS = [url.rstrip("/") for url in os.environ.get("TIMERLAB_PODS", "").split(",") if url]
 END_PROBABILITY = float(os.environ.get("TIMERLAB_END_PROBABILITY", "0.5"))
@@ -79,21 +79,24 @@ class ConversationUser(FastHttpUser):
         path = f"/conversations/{self.conversation}/{action}"
         for attempt in range(len(PODS)):
             index = (self.home + attempt) % len(PODS)
-            if self._send(PODS[index] + path, action, body, {}):
+            if self._send(PODS[index] + path, action, body, {}, final=False):
                 self.home = index
                 return
-        self._send(PODS[self.home] + path, action, body, {ALLOW_DEGRADED: "1"})
+        self._send(PODS[self.home] + path, action, body, {ALLOW_DEGRADED: "1"}, final=True)
 
-    def _send(self, url: str, action: str, body: dict[str, Any], headers: dict[str, str]) -> bool:
+    def _send(
+        self, url: str, action: str, body: dict[str, Any], headers: dict[str, str], *, final: bool
+    ) -> bool:
+        """One attempt. A failed attempt that the balancer retries elsewhere is reported under
+        its own name, `... (rerouted)`, so the user-visible failures stay countable."""
+        name = f"/conversations/[id]/{action}"
         with self.client.post(
-            url,
-            json=body,
-            headers=headers,
-            name=f"/conversations/[id]/{action}",
-            catch_response=True,
+            url, json=body, headers=headers, name=name, catch_response=True
         ) as response:
             if response.status_code == 200:
                 response.success()
                 return True
+            if not final:
+                response.request_meta["name"] = f"{name} {REROUTED}"
             response.failure(f"{url}: {response.status_code} {response.error}")
             return False

@@ -52,6 +52,7 @@ from loadtest.scenarios import (
     MIN_FAULT_RUN,
     MIN_PODS,
     ONLY_ON,
+    REROUTED,
     SCENARIOS,
     SESSION_TIMEOUT,
     SHAPES,
@@ -104,6 +105,9 @@ class LoadResult:
     fires_deduplicated: int
     requests: int = 0
     failed_requests: int = 0
+    """Requests that failed for the user (after every pod was tried)."""
+    rerouted_requests: int = 0
+    """Attempts that failed (a pod down, or degraded and answering 503) and were retried."""
     stale_fires: int = 0
     """Fires claimed after a newer re-arm or a cancel of their conversation had completed."""
     scenario: str = ""
@@ -113,7 +117,8 @@ class LoadResult:
         broken = ", ".join(f"{rule}×{count}" for rule, count in self.verdict.rules().items())
         lines = [
             f"load {self.scenario}: {outcome}" + (f" ({broken})" if broken else ""),
-            f"  http      {self.requests} requests ({self.failed_requests} failed), "
+            f"  http      {self.requests} requests ({self.failed_requests} failed, "
+            f"{self.rerouted_requests} rerouted to another pod), "
             f"{self.requests_per_s:.1f} req/s, p50 {self.http_p50_ms:.0f} ms, "
             f"p99 {self.http_p99_ms:.0f} ms",
             f"  fires     {self.fires_raw} raw, {self.fires_deduplicated} deduplicated "
@@ -581,7 +586,8 @@ def _judge(
         fires_raw=int(receiver.get("raw", 0)),
         fires_deduplicated=int(receiver.get("deduplicated", 0)),
         requests=int(http["Request Count"]),
-        failed_requests=int(http["Failure Count"]),
+        failed_requests=int(http["Failure Count"] - http["rerouted"]),
+        rerouted_requests=int(http["rerouted"]),
         stale_fires=int(verdict.stats["stale_fires"]),
         scenario=options.scenario,
     )
@@ -590,12 +596,16 @@ def _judge(
 
 
 def _locust_figures(stats: Path) -> dict[str, float]:
-    """The Aggregated row of Locust's stats CSV (response times in ms)."""
+    """The Aggregated row of Locust's stats CSV (response times in ms), and `rerouted`: the
+    failures of attempts the users retried on another pod."""
+    rerouted = 0.0
     with stats.open(encoding="utf-8", newline="") as stream:
         for row in csv.DictReader(stream):
+            if row.get("Name", "").endswith(REROUTED):
+                rerouted += _number(row.get("Failure Count"))
             if row.get("Name") == "Aggregated":
                 keys = ("Requests/s", "50%", "99%", "Request Count", "Failure Count")
-                return {key: _number(row.get(key)) for key in keys}
+                return {key: _number(row.get(key)) for key in keys} | {"rerouted": rerouted}
     raise RuntimeError(f"{stats}: no Aggregated row")
 
 

@@ -115,3 +115,5 @@ class TimerSettings:
 
 ALLOW_DEGRADED = "X-Allow-Degraded"
 """Request header a load balancer sets when no pod reaches Redis: keep the write in memory."""
+REROUTED = "(rerouted)"
+"""Suffix of the Locust name of an attempt that failed and was retried on another pod."""
