@@ -1,8 +1,10 @@
 """The simulator's prediction beside a real load run, at the same configuration.
 
 The configuration is read off the load run's own history, not its command line: how many
-conversations there were, how many messages each sent and how far apart, their session
-timeout, the pods and the poll interval. The simulator then runs that workload (no faults) and
+conversations there were, how many messages each sent and how far apart (the range of the gaps
+between a conversation's messages: Locust users wait uniformly), their session timeout, the
+pods and the poll interval. The simulated pods' polls are out of phase, as separately started
+processes' are. The simulator then runs that workload (no faults) and
 the two verdicts are compared on what capacity planning uses: fire lateness and fire rate.
 """
 
@@ -40,7 +42,10 @@ def spec_from_load(run_dir: Path) -> RunSpec:
         conversations=senders.ngroups,
         arrival_window=span,
         messages_mean=max(1.0, len(schedules) / senders.ngroups),
-        think_time_mean=float(statistics.median(gaps)) if len(gaps) else 3.0,
+        think_time_mean=float(gaps.mean()) if len(gaps) else 3.0,
+        think_time_range=(
+            (float(gaps.quantile(0.01)), float(gaps.quantile(0.99))) if len(gaps) > 1 else None
+        ),
         end_probability=_share_ended(history, senders.ngroups),
         timeouts=(float(statistics.median(timeouts)),) if timeouts else (8.0,),
     )
@@ -58,6 +63,7 @@ def spec_from_load(run_dir: Path) -> RunSpec:
         plan=FaultPlan(),
         settings=settings,
         latency=info.latency / 2,
+        poll_phase_spread=info.poll_interval,  # the pods started at different moments
         drain=workload.longest_timeout() + 10.0,
     )
 
@@ -76,7 +82,7 @@ def calibrate(run_dir: Path) -> str:
     lines = [
         f"calibration point: {run_dir} ({spec.pods} pods, {spec.workload.conversations} "
         f"conversations, ~{spec.workload.messages_mean:.1f} messages each every "
-        f"~{spec.workload.think_time_mean:.1f} s, {spec.workload.timeouts[0]:g} s timeout, "
+        f"{_gaps(spec.workload)} s, {spec.workload.timeouts[0]:g} s timeout, "
         f"poll {spec.settings.poll_interval:g} s)",
     ]
     for key, label in (
@@ -92,6 +98,13 @@ def calibrate(run_dir: Path) -> str:
         f"  fires: simulator {int(predicted.stats['fires'])}, real {int(real.stats['fires'])}"
     )
     return "\n".join(lines)
+
+
+def _gaps(workload: WorkloadSpec) -> str:
+    if workload.think_time_range is None:
+        return f"~{workload.think_time_mean:.1f}"
+    low, high = workload.think_time_range
+    return f"{low:.1f}-{high:.1f}"
 
 
 def _relative(predicted: float, measured: float) -> str:

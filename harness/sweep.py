@@ -108,6 +108,7 @@ def spec_for(point: Point, seconds: float, seed: int = 1) -> RunSpec:
         plan=FaultPlan(),
         settings=settings,
         drain=point.timeout + 3 * point.poll_interval + 5.0,
+        poll_phase_spread=point.poll_interval,  # pods of a deployment start at different moments
     )
 
 

@@ -77,7 +77,12 @@ class SimPod:
             delivery=self.service.delivery,
             fallback=isinstance(self.store, FallbackTimerStore),
         )
-        self._poller = self.env.process(self._poll_loop())
+        phase = 0.0
+        if self.incarnation == 1 and self.world.spec.poll_phase_spread > 0:
+            phase = self.world.rng(f"phase:{self.index}").uniform(
+                0.0, self.world.spec.poll_phase_spread
+            )
+        self._poller = self.env.process(self._poll_loop(phase))
 
     def crash(self, reason: str) -> None:
         """Die now: every in-flight call is abandoned, memory is gone."""
@@ -134,7 +139,12 @@ class SimPod:
         self.record("message", sender_id=sender_id, end=True)
         return self.run(self.service.cancel_timer(sender_id))
 
-    def _poll_loop(self) -> Any:
+    def _poll_loop(self, phase: float) -> Any:
+        if phase:
+            try:
+                yield self.env.timeout(phase)
+            except simpy.Interrupt:
+                return
         recovering = True
         while self.alive and self.service is not None:
             call = self.service.recover() if recovering else self.service.poll_once()

@@ -30,6 +30,11 @@ class RunSpec:
     buckets: int = 1
     fire_duration: float = 0.005
     """How long the conversation-inactive callback takes."""
+    poll_phase_spread: float = 0.0
+    """Each pod's first poll waits a uniform-random part of this many seconds. Production pods
+    start at different moments, so their polls are out of phase (capacity runs spread them
+    over one poll interval); 0 starts every pod's polls at once, close together for a while,
+    which is the harder case for claiming and the default for the correctness scenarios."""
     drain: float = 40.0
     """Simulated seconds after the last conversation event, so every timer can fire."""
     store: str | None = None

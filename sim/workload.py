@@ -2,7 +2,8 @@
 
 Conversations arrive as a Poisson process. Each has a session timeout drawn from
 `timeouts`, sends a geometric number of messages with exponential think times (a think time
-longer than the timeout lets the session expire between messages, as real users do), and ends
+longer than the timeout lets the session expire between messages, as real users do; or uniform
+ones in a range, as a load test's users wait), and ends
 explicitly (a cancel) with probability `end_probability`.
 
 Adversarial mode opens the race windows a broken store needs to show its bug: some messages
@@ -26,6 +27,9 @@ class WorkloadSpec:
     """Conversations start uniformly-at-random (Poisson) within this many seconds."""
     messages_mean: float = 4.0
     think_time_mean: float = 6.0
+    think_time_range: tuple[float, float] | None = None
+    """Uniform think times in this range instead of exponential ones with the mean above (a
+    load test's users wait uniformly, and never long enough to let their session expire)."""
     end_probability: float = 0.3
     timeouts: tuple[float, ...] = (5.0, 10.0, 20.0)
     routing: str = "random"
@@ -39,6 +43,11 @@ class WorkloadSpec:
 
     def longest_timeout(self) -> float:
         return max(self.timeouts)
+
+    def think_time(self, rng: random.Random) -> float:
+        if self.think_time_range is not None:
+            return rng.uniform(*self.think_time_range)
+        return rng.expovariate(1.0 / self.think_time_mean)
 
 
 @dataclass(frozen=True)
@@ -80,9 +89,9 @@ def conversations(spec: WorkloadSpec, rng: random.Random) -> list[Conversation]:
             if rng.random() < spec.adversarial:
                 steps.append(Message(timeout, at_deadline=True))  # races the last one's expiry
             else:
-                steps.append(Message(rng.expovariate(1.0 / spec.think_time_mean)))
+                steps.append(Message(spec.think_time(rng)))
         if rng.random() < spec.end_probability:
-            steps.append(Message(rng.expovariate(1.0 / spec.think_time_mean), end=True))
+            steps.append(Message(spec.think_time(rng), end=True))
         result.append(
             Conversation(f"user-{index:05d}", f"session-{index:05d}", start, timeout, tuple(steps))
         )
