@@ -514,6 +514,24 @@ class _Checker:
             recovered.append((start, min([*merged, end + self.recovery_allowance]) + hold))
         return _union(recovered + self._no_pod_up())
 
+    def _cut_off(self, pod: str) -> list[tuple[float, float]]:
+        """When a pod's own partial outages kept it from claiming Redis timers.
+
+        Like every pod back from an outage, it claims only once it has merged back, and then
+        holds back timers that came due during the outage for two probe intervals: it cannot
+        tell a partial outage from a full one.
+        """
+        hold = 2 * self.info.probe_interval
+        spans = []
+        for window in self.windows:
+            if window.kind != "partial_outage" or window.target != pod:
+                continue
+            merged = [t for t, _ in self.deactivations.get(pod, []) if t >= window.end]
+            spans.append(
+                (window.start, min([*merged, window.end + self.recovery_allowance]) + hold)
+            )
+        return spans
+
     def _times_out(self, window: Window) -> bool:
         extra = window.detail.get("latency") or 0.0
         return bool(extra + 2 * self.info.latency >= self.info.socket_timeout)
@@ -528,13 +546,7 @@ class _Checker:
     def _no_pod_up(self) -> list[tuple[float, float]]:
         pods = set(self.starts) | set(self.crashes)
         cut: dict[str, list[tuple[float, float]]] = {
-            pod: self._pod_down(pod)
-            + [
-                (w.start, w.end)
-                for w in self.windows
-                if w.kind == "partial_outage" and w.target == pod
-            ]
-            for pod in pods
+            pod: self._pod_down(pod) + self._cut_off(pod) for pod in pods
         }
         if not pods:
             return []
