@@ -126,7 +126,12 @@ class Verdict:
             "declared": {name: self.declared.get(name, 0) for name in DECLARED},
             "exercised": self.exercised,
             "bounds": [
-                {"name": b.name, "formula": b.formula, "terms": dict(b.terms), "value": b.value}
+                {
+                    "name": b.name,
+                    "formula": b.formula,
+                    "terms": dict(b.terms),
+                    "value": round(b.value, 6),
+                }
                 for b in self.bounds
             ],
             "stats": self.stats,
