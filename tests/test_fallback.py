@@ -51,6 +51,21 @@ async def make_pod(redis_standalone: Topology) -> AsyncIterator[Callable[[], Pod
         await primary.aclose()
 
 
+def fail_second_merge_chunk(flaky: FlakyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take the primary down again just as a merge sends its second chunk."""
+    original = flaky.reconcile
+    chunks = 0
+
+    async def reconcile(*args: Any, **kwargs: Any) -> Any:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 2:
+            flaky.down = True
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(flaky, "reconcile", reconcile)
+
+
 async def test_activates_once_on_the_first_error_and_serves_from_memory(
     make_pod: Callable[[], Pod],
 ) -> None:
@@ -179,17 +194,7 @@ async def test_a_failure_during_the_merge_keeps_the_rest_for_the_next_probe(
     for index in range(600):  # more than one merge chunk
         await store.store_timer(f"u{index}", "s", T0 + 10)
     flaky.down = False
-    original = flaky.reconcile
-    chunks = 0
-
-    async def fail_second_chunk(*args: Any, **kwargs: Any) -> Any:
-        nonlocal chunks
-        chunks += 1
-        if chunks == 2:
-            flaky.down = True
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(flaky, "reconcile", fail_second_chunk)
+    fail_second_merge_chunk(flaky, monkeypatch)
     make_pod.clock.advance(1.0)  # type: ignore[attr-defined]
     await store.claim_due(T0, limit=1, lease_until=None)
     assert store.active
@@ -228,17 +233,7 @@ async def test_a_retried_merge_does_not_take_our_own_earlier_merge_for_a_newer_w
     for index in range(300):  # two merge chunks
         await store.store_timer(f"u{index}", "s", T0 + 10)
     flaky.down = False
-    original = flaky.reconcile
-    chunks = 0
-
-    async def fail_second_chunk(*args: Any, **kwargs: Any) -> Any:
-        nonlocal chunks
-        chunks += 1
-        if chunks == 2:
-            flaky.down = True
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(flaky, "reconcile", fail_second_chunk)
+    fail_second_merge_chunk(flaky, monkeypatch)
     make_pod.clock.advance(1.0)  # type: ignore[attr-defined]
     await store.claim_due(T0, limit=1, lease_until=None)  # merges chunk 1, fails on chunk 2
     assert store.active

@@ -32,6 +32,7 @@ from store.redis import RedisTimerStore
 from store.runner import TimerRunner, build_runner
 from tests.conftest import _start
 from tests.integration.test_runner_faults import Fires, section
+from tests.loopwatch import watch_loop
 
 pytestmark = pytest.mark.redis
 Figure = Callable[[str, float, str], None]
@@ -382,21 +383,11 @@ async def test_sigstop_for_5_s_under_load_each_timed_out_write_has_one_outcome(
 async def _sigstop_under_load(tmp_path: Path, pods: Pods, report_figure: Figure) -> None:
     topology = StandaloneTopology(tmp_path / "redis", persistence="aof_always")
     fires, events = Receiver(), Recorder()
-    gaps: list[tuple[float, float]] = []  # (wall time, gap)
     total = 0
     async with running(topology, pods):
         (node,) = topology.nodes
         config = section(topology, poll_interval=0.1, probe_interval=0.2)
         (runner,) = await pods.start(1, config, fires, events)
-        ticking = True
-
-        async def ticker() -> None:
-            last = time.monotonic()
-            while ticking:
-                await asyncio.sleep(0.01)
-                now = time.monotonic()
-                gaps.append((time.time(), now - last))
-                last = now
 
         async def writer(seconds: float, *, long_ones: bool) -> None:
             """Four concurrent writes every 50 ms; with `long_ones`, one of each four outlives
@@ -414,20 +405,18 @@ async def _sigstop_under_load(tmp_path: Path, pods: Pods, report_figure: Figure)
                 total += len(timeouts)
                 await asyncio.sleep(0.05)
 
-        tick = asyncio.create_task(ticker())
-        await writer(1.0, long_ones=True)
-        paused = time.time()
-        topology.pause(node)
-        try:
-            await writer(5.0, long_ones=True)
-        finally:
-            topology.resume(node)
-        resumed = time.time()
-        await writer(1.0, long_ones=False)
-        await fires.wait_for(total, within=20)
-        await asyncio.sleep(1.0)  # the second outcome of a timed-out write would show up now
-        ticking = False
-        await tick
+        async with watch_loop() as gaps:
+            await writer(1.0, long_ones=True)
+            paused = time.time()
+            topology.pause(node)
+            try:
+                await writer(5.0, long_ones=True)
+            finally:
+                topology.resume(node)
+            resumed = time.time()
+            await writer(1.0, long_ones=False)
+            await fires.wait_for(total, within=20)
+            await asyncio.sleep(1.0)  # the second outcome of a timed-out write would show now
     unacked = {
         (f["sender_id"], f["scheduled_time"])
         for _, f in events.of("write_unacknowledged")
@@ -445,8 +434,8 @@ async def _sigstop_under_load(tmp_path: Path, pods: Pods, report_figure: Figure)
     assert len(fires.by_sender) == total  # the fallback covered the whole stall
     assert fires.duplicates() == 0
     assert events.of("fallback_activated"), "the fallback never took over"
-    stalled = max(gap for at, gap in gaps if paused <= at < resumed)
-    largest_at, largest = max(gaps, key=lambda item: item[1])
+    stalled = gaps.largest(since=paused, until=resumed)
+    largest_at, largest = max(gaps.samples, key=lambda sample: sample[1])
     assert stalled < 0.1  # Redis hangs: the loop must not
     assert largest < 0.1, f"{largest * 1000:.0f} ms gap {largest_at - resumed:+.2f} s from SIGCONT"
     unacked_ids = [fire_id for write in unacked for fire_id in fired_ok[write]]
@@ -484,33 +473,22 @@ async def test_opening_connections_does_not_block_the_loop_on_package_metadata(
         return str(real())
 
     monkeypatch.setattr(redis.utils, "get_lib_version", counted)
-    gaps: list[float] = []
     async with running(StandaloneTopology(tmp_path / "redis")) as topology:
         store = plain_store(section(topology))
-        ticking = True
-
-        async def ticker() -> None:
-            last = time.monotonic()
-            while ticking:
-                await asyncio.sleep(0.005)
-                now = time.monotonic()
-                gaps.append(now - last)
-                last = now
-
         await store.write_timer("warm", "s", FAR_FUTURE)  # the client and its first connection
         lookups = 0
-        tick = asyncio.create_task(ticker())
-        await asyncio.sleep(0.05)
         try:
-            # 32 concurrent calls: 31 new connections, as the merge after an outage opens.
-            await asyncio.gather(*(store.write_timer(f"m{i}", "s", FAR_FUTURE) for i in range(32)))
-            await asyncio.sleep(0.05)
+            async with watch_loop(period=0.005) as gaps:
+                await asyncio.sleep(0.05)
+                # 32 concurrent calls: 31 new connections, as the merge after an outage opens.
+                await asyncio.gather(
+                    *(store.write_timer(f"m{i}", "s", FAR_FUTURE) for i in range(32))
+                )
+                await asyncio.sleep(0.05)
         finally:
-            ticking = False
-            await tick
             await store.aclose()
     report_figure("31 new connections: package metadata lookups", lookups, "")
-    report_figure("31 new connections: largest event-loop gap", max(gaps) * 1000, "ms")
+    report_figure("31 new connections: largest event-loop gap", gaps.largest() * 1000, "ms")
     assert lookups == 0  # per store perhaps, never per connection
 
 
