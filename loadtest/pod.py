@@ -55,6 +55,7 @@ from redis.asyncio.cluster import RedisCluster
 from harness.history import HistoryWriter
 from harness.logs import configure_logging
 from loadtest.scenarios import ALLOW_DEGRADED, SESSION_TIMEOUT
+from store.base import aclose_store
 from store.config import EndpointConfig, load_endpoint_config
 from store.fallback import FallbackTimerStore, refusing_fallback
 from store.redis.clients import RedisClient, build_client
@@ -356,12 +357,7 @@ class Pod:
         await self.runner.stop()
         await self._client.close()
         pending = self.fallback.fallback_pending() if self.fallback else 0
-        store = self.service.store
-        aclose = getattr(store, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        else:
-            store.close()
+        await aclose_store(self.service.store)
         if self.shared is not None:
             await self.shared.aclose()
         self.record("pod_stop", incarnation=self.options.incarnation, fallback_pending=pending)

@@ -102,3 +102,17 @@ class SessionTimerStore(ABC):
     ) -> list[SessionTimer]:
         """Keep the timers with `scheduled_time <= check_time` (the boundary is inclusive)."""
         return [timer for timer in timers if timer.scheduled_time <= check_time]
+
+
+async def aclose_store(store: SessionTimerStore) -> None:
+    """Close any store from async code, waiting for its connections where it can.
+
+    The documented `close()` is synchronous (Rasa also calls it after the loop has ended), so
+    it can only schedule a Redis client's shutdown. The reference stores add `aclose()`, which
+    awaits it; a custom store has the five documented methods only.
+    """
+    aclose = getattr(store, "aclose", None)
+    if aclose is None:
+        store.close()
+    else:
+        await aclose()

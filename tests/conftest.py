@@ -24,6 +24,7 @@ from harness.topology import (
     TopologyError,
 )
 from store import EndpointConfig, InMemoryTimerStore, SessionTimerStore, create_timer_store
+from store.base import aclose_store
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _prefixes = itertools.count(1)
@@ -120,11 +121,7 @@ async def _closing(base: StoreFactory) -> AsyncIterator[StoreFactory]:
 
     yield build
     for store in built:
-        aclose = getattr(store, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        else:
-            store.close()
+        await aclose_store(store)
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -139,6 +136,22 @@ async def make_reference_store(request: pytest.FixtureRequest) -> AsyncIterator[
     """Like `make_store`, over the reference stores only (they offer the claim path)."""
     async for factory in _closing(_factory(request.param, request)):
         yield factory
+
+
+@pytest.fixture
+async def build_store() -> AsyncIterator[Callable[[dict[str, Any]], SessionTimerStore]]:
+    """Builds stores from `timer_store` sections (as `create_timer_store` does); every store
+    built is closed afterwards."""
+    built: list[SessionTimerStore] = []
+
+    def build(config: dict[str, Any]) -> SessionTimerStore:
+        store = create_timer_store(config)
+        built.append(store)
+        return store
+
+    yield build
+    for store in built:
+        await aclose_store(store)
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ from redis.cluster import RedisCluster
 from harness.cli import main as timerlab
 from harness.topology import ClusterTopology, StandaloneTopology
 from store import FallbackTimerStore, SessionTimerStore, create_timer_store
+from store.base import aclose_store
 from store.config import load_endpoint_config
 from store.errors import TimerStoreConfigError
 from store.redis import RedisTimerStore
@@ -283,11 +284,7 @@ async def any_store(request: pytest.FixtureRequest) -> AsyncIterator[SessionTime
         topology = request.getfixturevalue(f"redis_{request.param}")
         store = create_timer_store(redis_config(topology))
     yield store
-    aclose = getattr(store, "aclose", None)
-    if aclose is not None:
-        await aclose()
-    else:
-        store.close()
+    await aclose_store(store)
 
 
 async def test_odd_but_valid_sender_ids_round_trip(

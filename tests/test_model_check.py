@@ -34,7 +34,7 @@ from hypothesis.stateful import (
 )
 
 from store import InMemoryTimerStore, RedisTimerStore, SessionTimer, create_timer_store
-from store.base import SessionTimerStore
+from store.base import SessionTimerStore, aclose_store
 from store.capabilities import ClaimingStore, supports_claiming
 from store.validation import MAX_SCHEDULED_TIME
 from tests.conftest import redis_config
@@ -115,11 +115,7 @@ class StoreModelMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            aclose = getattr(self.store, "aclose", None)
-            if aclose is not None:
-                self.run(aclose())
-            else:
-                self.store.close()
+            self.run(aclose_store(self.store))
         finally:
             self.loop.close()
 

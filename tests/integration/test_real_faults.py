@@ -27,6 +27,7 @@ from harness.simrun import run_and_check
 from harness.topology import ClusterTopology, SentinelTopology, StandaloneTopology, Topology
 from sim.scenarios import build_spec
 from store import create_timer_store
+from store.base import aclose_store
 from store.errors import StoreUnavailableError
 from store.redis import RedisTimerStore
 from store.runner import TimerRunner, build_runner
@@ -91,9 +92,7 @@ class Pods:
         for runner in runners:
             with contextlib.suppress(Exception):
                 await runner.stop()
-            aclose = getattr(runner.service.store, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose_store(runner.service.store)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from harness.topology import StandaloneTopology
 from store import create_timer_store
+from store.base import aclose_store
 from store.redis import RedisTimerStore
 from store.runner import TimerRunner, build_runner
 from tests.conftest import _start, unique_prefix
@@ -91,10 +92,7 @@ async def runners() -> AsyncIterator[list[TimerRunner]]:
     yield started
     for runner in started:
         await runner.stop()
-        store = runner.service.store
-        aclose = getattr(store, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_store(runner.service.store)
 
 
 async def test_kill_and_restart_redis_outage_timers_fire_after_recovery(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness.topology import StandaloneTopology, Topology
-from store import FallbackTimerStore, SessionTimerStore, StoreUnavailableError, create_timer_store
+from store import FallbackTimerStore, SessionTimerStore, StoreUnavailableError
 from store.capabilities import ClaimingStore, JournalEntry, ReconcilingStore
 from store.redis import RedisTimerStore
 from store.timer import SessionTimer
@@ -68,25 +68,6 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
 def admin(protected: Topology) -> Iterator[redis.Redis]:
     with protected.client(protected.nodes[0]) as client:
         yield client
-
-
-@pytest.fixture
-async def make_store() -> AsyncIterator[Callable[[dict[str, Any]], SessionTimerStore]]:
-    built: list[SessionTimerStore] = []
-
-    def build(config: dict[str, Any]) -> SessionTimerStore:
-        store = create_timer_store(config)
-        built.append(store)
-        return store
-
-    yield build
-    for store in built:
-        if isinstance(store, FallbackTimerStore):
-            store = store.primary
-        if isinstance(store, RedisTimerStore):
-            await store.aclose()
-        else:
-            store.close()
 
 
 def section(topology: Topology, **values: Any) -> dict[str, Any]:
@@ -141,8 +122,8 @@ def error_texts(error: BaseException) -> list[str]:
 # -- requirepass ---------------------------------------------------------------------------
 
 
-async def test_the_right_password_works(protected: Topology, make_store: Any) -> None:
-    store = make_store(section(protected, password=ADMIN_PASSWORD))
+async def test_the_right_password_works(protected: Topology, build_store: Any) -> None:
+    store = build_store(section(protected, password=ADMIN_PASSWORD))
     await store.store_timer("user-1", "s", T0)
     assert await store.get_timer("user-1") is not None
     assert await store.delete_timer("user-1", only_if_scheduled_time=T0) is True
@@ -150,9 +131,9 @@ async def test_the_right_password_works(protected: Topology, make_store: Any) ->
 
 
 async def test_a_wrong_password_fails_clearly_without_repeating_it(
-    protected: Topology, make_store: Any
+    protected: Topology, build_store: Any
 ) -> None:
-    error = await first_call_error(make_store(section(protected, password=WRONG_PASSWORD)))
+    error = await first_call_error(build_store(section(protected, password=WRONG_PASSWORD)))
     assert "invalid username-password pair" in str(error)
     assert isinstance(error.__cause__, redis.AuthenticationError)
     for text in error_texts(error):
@@ -161,17 +142,17 @@ async def test_a_wrong_password_fails_clearly_without_repeating_it(
 
 
 async def test_a_missing_password_fails_as_an_authentication_error(
-    protected: Topology, make_store: Any
+    protected: Topology, build_store: Any
 ) -> None:
-    error = await first_call_error(make_store(section(protected)))
+    error = await first_call_error(build_store(section(protected)))
     assert isinstance(error.__cause__, redis.AuthenticationError)
     assert "authenticat" in str(error).lower()
 
 
 async def test_a_missing_password_error_says_a_password_is_needed(
-    protected: Topology, make_store: Any
+    protected: Topology, build_store: Any
 ) -> None:
-    error = await first_call_error(make_store(section(protected)))
+    error = await first_call_error(build_store(section(protected)))
     assert re.search(r"password|authentication required", str(error), re.IGNORECASE)
     assert "HELLO" not in str(error)
 
@@ -191,13 +172,13 @@ def test_the_acl_grants_exactly_the_commands_the_lua_scripts_call() -> None:
 
 
 async def test_a_key_pattern_acl_user_runs_the_whole_store(
-    protected: Topology, admin: redis.Redis, make_store: Any
+    protected: Topology, admin: redis.Redis, build_store: Any
 ) -> None:
     admin.script_flush()  # so the store must SCRIPT LOAD under the restricted user
     # Default db (2): the user needs SELECT as well as the script commands.
     config = section(protected, username=ACL_USER, password=ACL_PASSWORD, key_prefix=ACL_PREFIX)
     del config["db"]
-    store = make_store(config)
+    store = build_store(config)
     assert isinstance(store, RedisTimerStore)
     assert store.settings.db == 2
 
@@ -261,12 +242,12 @@ async def test_the_acl_user_cannot_read_keys_outside_its_pattern(
 
 
 async def test_a_store_denied_by_acl_fails_loudly_instead_of_falling_back(
-    protected: Topology, make_store: Any
+    protected: Topology, build_store: Any
 ) -> None:
     """A permission error is a misconfiguration, not an outage: memory must not hide it."""
     config = section(protected, username=ACL_USER, password=ACL_PASSWORD, key_prefix="otherapp")
     config["fallback"] = True
-    store = make_store(config)
+    store = build_store(config)
     assert isinstance(store, FallbackTimerStore)
     with pytest.raises(redis.exceptions.NoPermissionError, match="permissions to access"):
         await store.store_timer("user-1", "s", T0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 
 from harness.tls import TlsBundle, TlsError, generate_tls
 from harness.topology import ClusterTopology, SentinelTopology, StandaloneTopology, Topology
-from store import SessionTimerStore, StoreUnavailableError, create_timer_store
+from store import SessionTimerStore, StoreUnavailableError
 from store.capabilities import ClaimingStore
 from tests.conftest import _start, redis_unavailable, unique_prefix
 
@@ -78,25 +78,6 @@ def tls_sentinel(tmp_path_factory: pytest.TempPathFactory, tls: TlsBundle) -> It
     )
     yield _start(topology)
     topology.stop()
-
-
-@pytest.fixture
-async def make_store() -> AsyncIterator[StoreFactory]:
-    """Builds stores from a config mapping and closes every one of them afterwards."""
-    built: list[SessionTimerStore] = []
-
-    def build(config: dict[str, Any]) -> SessionTimerStore:
-        store = create_timer_store(config)
-        built.append(store)
-        return store
-
-    yield build
-    for store in built:
-        aclose = getattr(store, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        else:
-            store.close()
 
 
 def standalone_config(topology: Topology, tls: TlsBundle, **tls_options: Any) -> dict[str, Any]:
@@ -162,26 +143,26 @@ async def exercise(store: SessionTimerStore) -> None:
 
 
 async def test_standalone_store_works_end_to_end_over_tls(
-    tls_standalone: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_standalone: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
-    store = make_store(standalone_config(tls_standalone, tls))
+    store = build_store(standalone_config(tls_standalone, tls))
     await exercise(store)
     assert await store.check() == []  # type: ignore[attr-defined]
 
 
 async def test_a_client_trusting_another_ca_fails_fast_with_a_verify_error(
-    tls_standalone: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_standalone: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
-    store = make_store(standalone_config(tls_standalone, tls, ca_cert=tls.other_ca_cert))
+    store = build_store(standalone_config(tls_standalone, tls, ca_cert=tls.other_ca_cert))
     error, seconds = await first_call_error(store)
     assert "certificate verify failed" in str(error)
     assert seconds < FAST_FAILURE_SECONDS
 
 
 async def test_the_server_refuses_a_client_without_a_certificate(
-    tls_standalone: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_standalone: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
-    store = make_store(standalone_config(tls_standalone, tls, client_cert=False))
+    store = build_store(standalone_config(tls_standalone, tls, client_cert=False))
     error, seconds = await first_call_error(store)
     # With TLS 1.3 the server checks the client certificate after the client considers the
     # handshake done: its alert ("certificate required") races the first read, which may see
@@ -192,20 +173,20 @@ async def test_the_server_refuses_a_client_without_a_certificate(
 
 
 async def test_a_client_certificate_from_another_ca_is_refused(
-    tls_standalone: Topology, tls: TlsBundle, make_store: StoreFactory, tmp_path: Path
+    tls_standalone: Topology, tls: TlsBundle, build_store: StoreFactory, tmp_path: Path
 ) -> None:
     stranger = generate_tls(tmp_path / "stranger")  # its client pair is signed by another CA
     config = standalone_config(tls_standalone, tls)
     config.update(ssl_certfile=str(stranger.client_cert), ssl_keyfile=str(stranger.client_key))
-    error, _ = await first_call_error(make_store(config))
+    error, _ = await first_call_error(build_store(config))
     assert "unknown ca" in str(error).lower()  # the server's TLS alert, passed on verbatim
 
 
 async def test_a_burst_of_first_calls_over_tls_does_not_time_out(
-    tls_standalone: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_standalone: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
     # A pod that just started (or reconnects after an outage) gets many messages at once.
-    store = make_store(standalone_config(tls_standalone, tls))
+    store = build_store(standalone_config(tls_standalone, tls))
     results = await asyncio.gather(
         *(store.store_timer(f"user-{i}", "s", T0 + i) for i in range(BURST)),
         return_exceptions=True,
@@ -215,12 +196,12 @@ async def test_a_burst_of_first_calls_over_tls_does_not_time_out(
 
 
 async def test_plaintext_cannot_reach_a_tls_only_server(
-    tls_standalone: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_standalone: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
     config = standalone_config(tls_standalone, tls)
     for key in ("use_ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
         del config[key]
-    _, seconds = await first_call_error(make_store(config))
+    _, seconds = await first_call_error(build_store(config))
     assert seconds < FAST_FAILURE_SECONDS
 
 
@@ -228,20 +209,20 @@ async def test_plaintext_cannot_reach_a_tls_only_server(
 
 
 async def test_cluster_store_works_end_to_end_over_tls(
-    tls_cluster: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_cluster: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
     # Generous timeouts: with the default 0.5 s the first fan-out over 16 buckets opens 16 TLS
     # connections at once and times out (connect or read) on a healthy cluster, see
     # test_a_burst_of_first_calls_over_tls_does_not_time_out.
     config = ha_config(tls_cluster, tls, socket_timeout=5)
     assert config["deployment_mode"] == "cluster"
-    await exercise(make_store(config))
+    await exercise(build_store(config))
 
 
 async def test_cluster_client_trusting_another_ca_fails_fast_with_a_verify_error(
-    tls_cluster: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_cluster: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
-    store = make_store(ha_config(tls_cluster, tls, ca_cert=tls.other_ca_cert))
+    store = build_store(ha_config(tls_cluster, tls, ca_cert=tls.other_ca_cert))
     error, seconds = await first_call_error(store)
     assert "certificate verify failed" in str(error)
     assert seconds < FAST_FAILURE_SECONDS
@@ -251,25 +232,25 @@ async def test_cluster_client_trusting_another_ca_fails_fast_with_a_verify_error
 
 
 async def test_sentinel_store_works_end_to_end_over_tls(
-    tls_sentinel: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_sentinel: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
     config = ha_config(tls_sentinel, tls)
     assert config["deployment_mode"] == "sentinel"
-    await exercise(make_store(config))
+    await exercise(build_store(config))
 
 
 async def test_sentinel_client_trusting_another_ca_says_certificate_verify_failed(
-    tls_sentinel: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_sentinel: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
-    store = make_store(ha_config(tls_sentinel, tls, ca_cert=tls.other_ca_cert))
+    store = build_store(ha_config(tls_sentinel, tls, ca_cert=tls.other_ca_cert))
     error, _ = await first_call_error(store)
     assert "certificate verify failed" in str(error)
 
 
 async def test_sentinel_client_trusting_another_ca_fails_fast(
-    tls_sentinel: Topology, tls: TlsBundle, make_store: StoreFactory
+    tls_sentinel: Topology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
-    store = make_store(ha_config(tls_sentinel, tls, ca_cert=tls.other_ca_cert))
+    store = build_store(ha_config(tls_sentinel, tls, ca_cert=tls.other_ca_cert))
     _, seconds = await first_call_error(store)
     assert seconds < FAST_FAILURE_SECONDS
 
@@ -301,11 +282,11 @@ def strict_tls_sentinel(tmp_path: Path, tls: TlsBundle) -> Iterator[SentinelTopo
 
 
 async def test_sentinels_that_require_client_certificates_are_reachable(
-    strict_tls_sentinel: SentinelTopology, tls: TlsBundle, make_store: StoreFactory
+    strict_tls_sentinel: SentinelTopology, tls: TlsBundle, build_store: StoreFactory
 ) -> None:
     sentinel = next(node for node in strict_tls_sentinel.nodes if node.role == "sentinel")
     with strict_tls_sentinel.client(sentinel) as admin:  # proves the server side is healthy
         assert admin.sentinel_get_master_addr_by_name(strict_tls_sentinel.service)
-    store = make_store(ha_config(strict_tls_sentinel, tls))
+    store = build_store(ha_config(strict_tls_sentinel, tls))
     await store.store_timer("user-1", "s", T0)
     assert await store.get_timer("user-1") is not None
