@@ -244,6 +244,15 @@ th { background: #f4f4f4; } td.num { text-align: right; } tr.bad td { background
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; } code { font-size: 0.9em; }
 """
 
+IMAGE_CHECK = """<script>
+// Marks images that failed to load, so a rendering check can tell (no network is used).
+window.addEventListener("load", () => {
+  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0);
+  document.body.dataset.brokenImages = String(broken.length);
+  document.body.dataset.images = String(document.images.length);
+});
+</script>"""
+
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], bad: Sequence[bool] = ()) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
@@ -314,14 +323,7 @@ Files: <a href="summary.json">summary.json</a>, <a href="history.csv">history.cs
 {_table(("statistic", "value"), stats_rows)}
 <h2>Run</h2>
 {_table(("parameter", "value"), info_rows)}
-<script>
-// Marks images that failed to load, so a rendering check can tell (no network is used).
-window.addEventListener("load", () => {{
-  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0);
-  document.body.dataset.brokenImages = String(broken.length);
-  document.body.dataset.images = String(document.images.length);
-}});
-</script>
+{IMAGE_CHECK}
 </body></html>
 """
 

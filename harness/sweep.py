@@ -248,7 +248,7 @@ def write_sweep(
     """The capacity table (CSV), the plots, the recommendation and a page tying them up."""
     import html
 
-    from harness.report import STYLE
+    from harness.report import IMAGE_CHECK, STYLE
 
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "capacity.csv", index=False)
@@ -282,13 +282,7 @@ Files: <a href="capacity.csv">capacity.csv</a>, <a href="recommendation.txt">rec
 <pre>{html.escape(calibration or "none: pass --calibration RUN_DIR (a timerlab load run)")}</pre>
 <h2>Plots</h2>{images}
 <h2>Capacity table</h2><table><tr>{header}</tr>{rows}</table>
-<script>
-window.addEventListener("load", () => {{
-  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0);
-  document.body.dataset.brokenImages = String(broken.length);
-  document.body.dataset.images = String(document.images.length);
-}});
-</script>
+{IMAGE_CHECK}
 </body></html>
 """
     index = out / "index.html"
