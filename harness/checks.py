@@ -509,33 +509,29 @@ class _Checker:
             if window.kind in REACH_FAULTS
             or (window.kind == "slow_redis" and self._times_out(window))
         ]
-        # Back from an outage, pods poll Redis again only once they have merged their outage
-        # writes: until the first pod has, Redis timers are still out of reach.
-        # Then, for two probe intervals, they hold back timers that came due during the outage.
-        hold = 2 * self.info.probe_interval
-        recovered = []
-        for start, end in _union(spans):
-            merged = [t for times in self.deactivations.values() for t, _ in times if t >= end]
-            recovered.append((start, min([*merged, end + self.recovery_allowance]) + hold))
+        recovered = [
+            (start, self._claiming_again(end, list(self.deactivations)))
+            for start, end in _union(spans)
+        ]
         return _union(recovered + self._no_pod_up())
 
-    def _cut_off(self, pod: str) -> list[tuple[float, float]]:
-        """When a pod's own partial outages kept it from claiming Redis timers.
+    def _claiming_again(self, end: float, pods: list[str]) -> float:
+        """When the first of `pods`, cut off from Redis until `end`, claims every due timer.
 
-        Like every pod back from an outage, it claims only once it has merged back, and then
-        holds back timers that came due during the outage for two probe intervals: it cannot
-        tell a partial outage from a full one.
+        Back from an outage, a pod polls Redis again only once it has merged its outage
+        writes; then, for two probe intervals, it holds back timers that came due during the
+        outage (it cannot tell a partial outage from a full one).
         """
-        hold = 2 * self.info.probe_interval
-        spans = []
-        for window in self.windows:
-            if window.kind != "partial_outage" or window.target != pod:
-                continue
-            merged = [t for t, _ in self.deactivations.get(pod, []) if t >= window.end]
-            spans.append(
-                (window.start, min([*merged, window.end + self.recovery_allowance]) + hold)
-            )
-        return spans
+        merged = [t for pod in pods for t, _ in self.deactivations.get(pod, []) if t >= end]
+        return min([*merged, end + self.recovery_allowance]) + 2 * self.info.probe_interval
+
+    def _cut_off(self, pod: str) -> list[tuple[float, float]]:
+        """When a pod's own partial outages kept it from claiming Redis timers."""
+        return [
+            (window.start, self._claiming_again(window.end, [pod]))
+            for window in self.windows
+            if window.kind == "partial_outage" and window.target == pod
+        ]
 
     def _times_out(self, window: Window) -> bool:
         extra = window.detail.get("latency") or 0.0
