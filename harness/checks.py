@@ -275,7 +275,7 @@ class _Checker:
     # -- pass 1: collect ----------------------------------------------------------------------
 
     def collect(self) -> None:
-        open_faults: dict[Any, tuple[dict[str, Any], int]] = {}
+        open_faults: dict[int, tuple[dict[str, Any], int]] = {}
         last_message: dict[tuple[str, str], dict[str, Any]] = {}
         for row in self.rows:
             kind = row["kind"]
@@ -324,24 +324,11 @@ class _Checker:
             elif kind == "redis_restart":
                 self.restarts.append({**row["d"], "t": row["t"], "row": seq})
             elif kind == "fault_start":
-                key = (row["d"].get("fault_index"), row["d"].get("fault"), row["d"].get("target"))
-                open_faults[key] = (row, seq)
+                open_faults[row["d"]["fault_index"]] = (row, seq)
             elif kind == "fault_end":
-                key = (row["d"].get("fault_index"), row["d"].get("fault"), row["d"].get("target"))
-                match = open_faults.pop(key, None)
-                if match is None:  # crash_mid_claim restarts are keyed by target only
-                    match = next(
-                        (
-                            open_faults.pop(k)
-                            for k in list(open_faults)
-                            if k[1] == row["d"].get("fault")
-                            and (
-                                row["d"].get("target")
-                                in (None, open_faults[k][0]["d"].get("target"))
-                            )
-                        ),
-                        None,
-                    )
+                # Matched by index alone: two faults of one kind may overlap (two partial
+                # outages of different pods), and each ends its own window.
+                match = open_faults.pop(row["d"]["fault_index"], None)
                 if match is not None:
                     self._window(match[0], row["t"], match[1])
         for start_row, seq in open_faults.values():

@@ -51,6 +51,8 @@ class SimPod:
         self.crash_after_claim = False
         self._claimed = False
         self.restart_after: float = 0.0
+        self.crash_fault_index = 0
+        """The crash-mid-claim fault that armed `crash_after_claim` (its `fault_end` names it)."""
         self.service: TimerService | None = None
         self.store: SessionTimerStore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -228,7 +228,7 @@ class World:
         self._record_world(
             "fault_start", fault=fault.kind, fault_index=index, **_fault_fields(fault)
         )
-        self._apply(fault, snapshot, start=True)
+        self._apply(index, fault, snapshot, start=True)
         if fault.kind == "crash_mid_claim":
             # The pod dies at its next claim and restarts `duration` later. If no claim comes
             # within `duration` (nothing is due), it dies anyway, so the fault always happens.
@@ -238,10 +238,12 @@ class World:
                 self.crash_and_restart(pod, "crash_mid_claim_without_claim")
             return
         yield self.env.timeout(fault.duration)
-        self._apply(fault, snapshot, start=False)
+        self._apply(index, fault, snapshot, start=False)
         self._record_world("fault_end", fault=fault.kind, fault_index=index)
 
-    def _apply(self, fault: Fault, snapshot: Snapshot | None, *, start: bool) -> None:
+    def _apply(
+        self, index: int, fault: Fault, snapshot: Snapshot | None, *, start: bool
+    ) -> None:
         kind = fault.kind
         if kind == "redis_outage" and fault.mode == "pause":
             self.redis.pause() if start else self.redis.resume()
@@ -269,6 +271,7 @@ class World:
             pod = self.pods[fault.pod or 0]
             pod.crash_after_claim = True
             pod.restart_after = fault.duration
+            pod.crash_fault_index = index
         elif kind == "slow_redis":
             self.redis.extra_latency += (fault.latency or 0.0) * (1 if start else -1)
         elif kind == "clock_skew":
@@ -284,7 +287,13 @@ class World:
 
         def reboot() -> Generator[simpy.Event, Any, None]:
             yield self.env.timeout(pod.restart_after)
-            self._record_world("fault_end", fault="crash_mid_claim", target=pod.name, how=reason)
+            self._record_world(
+                "fault_end",
+                fault="crash_mid_claim",
+                fault_index=pod.crash_fault_index,
+                target=pod.name,
+                how=reason,
+            )
             pod.start()
 
         self.env.process(reboot())
