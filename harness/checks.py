@@ -1017,6 +1017,12 @@ class _Checker:
                 )
         if not activations and not self._active_at(pod, start):
             return
+        last_on = max((t for t, _ in activations), default=start)
+        if self._crashed_between(pod, last_on, end):
+            # The crash took the fallback with it; the pod's next incarnation starts on Redis
+            # and owes a merge only if it activated a fallback of its own (then `last_on` is
+            # that activation, after the crash). Swarm seed 1035: a pod crashed in a pause.
+            return
         limit = end + deactivation.value
         merged = any(end - EPSILON <= t <= limit for t, _ in self.deactivations.get(pod, []))
         due = limit < min(self.end, next_start) and self._alive_through(pod, end, limit)
