@@ -1248,17 +1248,37 @@ def activation_bound(info: RunInfo, slow: float) -> Bound:
     )
 
 
-def deactivation_bound(info: RunInfo, slow: float) -> Bound:
-    """How soon after Redis returns a pod must have merged its outage back."""
+MERGE_CHUNK = 256
+"""Journal entries a fallback merges per round trip (`store.fallback.RECONCILE_CHUNK`)."""
+
+
+SCRIPT_ROUND_TRIPS = 3
+"""Round trips of one script call on a Redis that lost its script cache (a restart or a
+failover): EVALSHA meets NOSCRIPT, then SCRIPT LOAD and EVALSHA again (one round trip where
+they are pipelined together, two on a cluster client)."""
+
+
+def merge_round_trips(journal: int) -> int:
+    """Sequential round trips from a pod's successful probe to its deactivation: the probe,
+    releasing the leases of fires that ended during the outage, then each chunk of the journal
+    (each a script call that may meet an empty script cache)."""
+    return 1 + SCRIPT_ROUND_TRIPS * (1 + max(1, math.ceil(journal / MERGE_CHUNK)))
+
+
+def deactivation_bound(info: RunInfo, slow: float, journal: int) -> Bound:
+    """How soon after Redis returns a pod must have merged its outage back.
+
+    Its next probe comes at its first poll once a probe interval has passed since the last
+    failed one, at most p + P(1+j) after Redis returns; then the merge's round trips.
+    """
+    trips = merge_round_trips(journal)
     return Bound(
         "fallback deactivation bound",
-        "p + P(1+j) + 2τ + 2σ + m",
+        "p + P(1+j) + R(2λ+σ)",
         (
             ("probe interval p", info.probe_interval),
             ("poll interval P(1+j)", info.poll_interval * (1 + info.poll_jitter)),
-            ("two timeouts 2τ", 2 * info.socket_timeout),
-            ("slow replies 2σ", 2 * slow),
-            ("merge allowance m", 1.0),
+            (f"merge round trips R={trips}", trips * (2 * info.latency + slow)),
         ),
     )
 
@@ -1278,7 +1298,15 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
     )
     bound = lateness_bound(info, backlog, slow, one_by_one)
     activation = activation_bound(info, slow)
-    deactivation = deactivation_bound(info, slow)
+    journal = max(
+        (
+            int(r["d"].get("applied", 0)) + int(r["d"].get("skipped", 0))
+            for r in rows
+            if r["kind"] == "fallback_deactivated"
+        ),
+        default=0,
+    )
+    deactivation = deactivation_bound(info, slow, journal)
     checker.recovery_allowance = deactivation.value
     checker.lateness_allowance = bound.value
     checker.check_claims_and_fires()

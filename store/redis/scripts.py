@@ -6,8 +6,10 @@ Keys of one bucket share a hash tag, so a script touches exactly one cluster slo
 a script compares (times, versions, epochs) arrives through ARGV: no TIME, no TTLs, so the
 simulator's embedded Redis stays deterministic.
 
-Scripts run by EVALSHA and are reloaded on NOSCRIPT, so a Redis restart or a failover to a
-replica (whose script cache is empty) costs one extra round trip, never an error.
+Scripts run by EVALSHA. Calls that meet NOSCRIPT run again behind a SCRIPT LOAD of what they
+need, all of them in one pipeline, so a Redis restart or a failover to a replica (whose script
+cache is empty) costs one extra round trip, never an error, however many calls were waiting (a
+cluster client, which sends every call alone, pays two).
 
 Calls made in the same event-loop tick go out together as one pipeline (one round trip, one
 connection): a pod handling many messages at once pays Redis's latency once, not per message.
@@ -101,18 +103,37 @@ class ScriptRunner:
             for name, keys, args, _ in batch:
                 pipe.evalsha(self._shas[name], len(keys), *keys, *args)
             results: list[Any] = await pipe.execute(raise_on_error=False)
-        for index, result in enumerate(results):
-            if isinstance(result, NoScriptError):  # a restart or failover emptied the cache
-                name, keys, args, _ = batch[index]
-                results[index] = await self._alone(name, keys, args)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:  # a restart or failover emptied the script cache: one more round trip
+            again = await self._reload_and_run([batch[i][:3] for i in missing])
+            for index, result in zip(missing, again, strict=True):
+                results[index] = result
         return results
 
     async def _alone(self, name: str, keys: list[Any], args: list[Any]) -> Any:
         try:
             return await self._client.evalsha(self._shas[name], len(keys), *keys, *args)
         except NoScriptError:
-            await self._client.script_load(script_source(name))
-            return await self._client.evalsha(self._shas[name], len(keys), *keys, *args)
+            if not self._batch:  # a cluster client loads the script on every master first
+                await self._client.script_load(script_source(name))
+                return await self._client.evalsha(self._shas[name], len(keys), *keys, *args)
+            [result] = await self._reload_and_run([(name, keys, args)])
+            if isinstance(result, BaseException):
+                raise result from None
+            return result
+
+    async def _reload_and_run(self, calls: list[tuple[str, list[Any], list[Any]]]) -> list[Any]:
+        """SCRIPT LOAD what the calls need, then run them: one pipeline, one round trip.
+
+        SCRIPT LOAD rather than EVAL, so a restricted ACL user needs no EVAL permission."""
+        names = sorted({name for name, _, _ in calls})
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.script_load(script_source(name))
+            for name, keys, args in calls:
+                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results[len(names) :]
 
 
 class ScriptCall:
