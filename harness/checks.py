@@ -491,11 +491,9 @@ class _Checker:
         if origin == "fallback":
             return _union(self._pod_down(pod))
         spans = [
-            (window.start, window.end)
-            for window in self.windows
-            if window.kind in REACH_FAULTS
-            or (window.kind == "slow_redis" and self._times_out(window))
+            (window.start, window.end) for window in self.windows if window.kind in REACH_FAULTS
         ]
+        spans += self.timeout_spans()
         recovered = [
             (start, self._claiming_again(end, list(self.deactivations)))
             for start, end in _union(spans)
@@ -520,7 +518,34 @@ class _Checker:
             if window.kind == "partial_outage" and window.target == pod
         ]
 
+    def slow_pieces(self) -> list[tuple[float, float, float]]:
+        """Redis's extra reply latency over time, piece by piece: overlapping slow faults add
+        up (a slow Redis stacked on a slow Redis: swarm seed 2997)."""
+        slow = [w for w in self.windows if w.kind == "slow_redis"]
+        moments = sorted({w.start for w in slow} | {w.end for w in slow})
+        pieces = []
+        for start, end in itertools.pairwise(moments):
+            extra = sum(
+                w.detail.get("latency") or 0.0 for w in slow if w.start <= start and end <= w.end
+            )
+            if extra > 0:
+                pieces.append((start, end, extra))
+        return pieces
+
+    def timeout_spans(self) -> list[tuple[float, float]]:
+        """When a slow Redis answers after the socket timeout: to a client, an outage."""
+        limit = self.info.socket_timeout - 2 * self.info.latency
+        return _union((start, end) for start, end, extra in self.slow_pieces() if extra >= limit)
+
+    def slowest_answer(self) -> float:
+        """σ: the most extra latency a call that still succeeds can meet."""
+        limit = self.info.socket_timeout - 2 * self.info.latency
+        return max((extra for _, _, extra in self.slow_pieces() if extra < limit), default=0.0)
+
     def _times_out(self, window: Window) -> bool:
+        """Whether this slow fault alone makes replies miss the socket timeout (stacked with
+        another it may, too: that is judged on `timeout_spans`, not as this fault's evidence;
+        swarm seed 1512)."""
         extra = window.detail.get("latency") or 0.0
         return bool(extra + 2 * self.info.latency >= self.info.socket_timeout)
 
@@ -946,7 +971,15 @@ class _Checker:
                         (window.row,),
                     )
                 )
-            if self._reachability_fault(window):
+            if window.kind == "slow_redis":
+                # Only the part where replies come after the socket timeout cuts pods off.
+                for start, end in self.timeout_spans():
+                    if start < window.end and window.start < end:
+                        for pod in affected:
+                            cut_off[pod].append(
+                                (max(start, window.start), min(end, window.end), window.row)
+                            )
+            elif self._reachability_fault(window):
                 for pod in affected:
                     cut_off[pod].append((window.start, window.end, window.row))
         straggle = self.info.socket_timeout + 2 * self.info.latency  # a call still in flight
@@ -1288,10 +1321,7 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
     checker = _Checker(rows, info)
     checker.collect()
     backlog = _peak_backlog(checker)
-    slow = max(
-        (w.detail.get("latency") or 0.0 for w in checker.windows if w.kind == "slow_redis"),
-        default=0.0,
-    )
+    slow = checker.slowest_answer()
     one_by_one = max(
         (r["d"].get("batch", 0) for r in rows if r["kind"] == "claim" and r["origin"] == "custom"),
         default=0,
