@@ -8,7 +8,7 @@ they are aliases here so existing imports keep working.
 """
 
 from store.base import SessionTimerStore
-from store.clock import Clock, ManualClock, SystemClock
+from store.clock import Clock, LoopClock, ManualClock, SystemClock
 from store.config import EndpointConfig, create_timer_store, load_endpoint_config
 from store.errors import (
     InvalidTimerType,
@@ -32,6 +32,7 @@ __all__ = [
     "InMemoryTimerStore",
     "InvalidTimerType",
     "InvalidTimerValue",
+    "LoopClock",
     "ManualClock",
     "RedisSessionTimerStore",
     "RedisTimerStore",

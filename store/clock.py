@@ -1,12 +1,14 @@
 """Where the time comes from.
 
 `TimerService` and `FallbackTimerStore` never read the wall clock: they ask a `Clock`. A pod
-passes `SystemClock`; the simulator passes each pod a clock that follows simulated time, with
-that pod's offset and drift; unit tests pass `ManualClock` and move it by hand.
+passes `SystemClock` for the time of day and `LoopClock` for pacing; the simulator passes each
+pod a clock that follows simulated time, with that pod's offset and drift; unit tests pass
+`ManualClock` and move it by hand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
 
@@ -22,6 +24,17 @@ class SystemClock:
 
     def now(self) -> float:
         return time.time()
+
+
+class LoopClock:
+    """The running event loop's clock: monotonic, for pacing and durations.
+
+    A wall clock can step (NTP, a skewed host); a probe or a hold-back paced by it would move
+    with the step. In production it is `time.monotonic()`; in the simulator, simulated time.
+    """
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
 
 
 class ManualClock:

@@ -44,7 +44,7 @@ from store.capabilities import (
     supports_claiming,
     supports_reconcile,
 )
-from store.clock import Clock, SystemClock
+from store.clock import Clock, LoopClock, SystemClock
 from store.errors import StoreUnavailableError
 from store.events import EventSink, null_sink
 from store.memory import InMemoryTimerStore
@@ -119,7 +119,10 @@ class FallbackTimerStore(SessionTimerStore):
     """A primary store with an in-memory stand-in for its outages.
 
     `reconcile=False` switches the merge off (the harness's deliberately broken stack uses it
-    to prove the checker catches dropped timers). `clock` paces the probes.
+    to prove the checker catches dropped timers). `clock` is the wall clock that dates an
+    outage; `pacing` is the monotonic clock that paces probes and the hold-back after an
+    outage (by default the event loop's: a stepped wall clock must not postpone the probe that
+    ends an outage, swarm seed 1020).
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class FallbackTimerStore(SessionTimerStore):
         *,
         endpoint_config: EndpointConfig | None = None,
         clock: Clock | None = None,
+        pacing: Clock | None = None,
         probe_interval: float | None = None,
         reconcile: bool = True,
         sink: EventSink = null_sink,
@@ -144,6 +148,7 @@ class FallbackTimerStore(SessionTimerStore):
         self.sink = sink
         self.stats = FallbackStats()
         self._clock = clock or SystemClock()
+        self._pacing = pacing or LoopClock()
         self._memory_prefix = memory_prefix
         self._id_prefix = memory_prefix or f"f{secrets.token_hex(4)}"
         self._ids = itertools.count(1)
@@ -156,6 +161,8 @@ class FallbackTimerStore(SessionTimerStore):
         self._own: dict[str, int] = {}
         self._horizon: Horizon = {}
         self._since = 0.0
+        """Wall time the outage began: timers due before it are claimed during the hold-back."""
+        self._began = 0.0
         self._hold_until = 0.0
         self._next_probe = 0.0
         self._merge_lock = asyncio.Lock()
@@ -374,13 +381,13 @@ class FallbackTimerStore(SessionTimerStore):
     def _activate(self, exc: BaseException) -> None:
         if self._state == "fallback":
             return
-        now = self._clock.now()
         resumed = self._state == "reconciling"
         self._state = "fallback"
-        self._next_probe = now + self.probe_interval
+        self._next_probe = self._pacing.now() + self.probe_interval
         if resumed:  # the primary failed again while merging: same outage, keep the journal
             return
-        self._since = now
+        self._since = self._clock.now()
+        self._began = self._pacing.now()
         self._own = {}
         outage = next(self._outages)
         self._memory = InMemoryTimerStore(
@@ -410,7 +417,7 @@ class FallbackTimerStore(SessionTimerStore):
     async def _probe_and_merge(self, *, force: bool = False) -> None:
         if self._state != "fallback":
             return
-        now = self._clock.now()
+        now = self._pacing.now()
         if not force and now < self._next_probe:
             return
         self._next_probe = now + self.probe_interval
@@ -556,11 +563,11 @@ class FallbackTimerStore(SessionTimerStore):
         that were due before the outage began: one that came due during it may have been
         re-armed in another pod's memory, and firing it now would be a stale fire.
         """
-        return min(now, self._since) if now < self._hold_until else now
+        return min(now, self._since) if self._pacing.now() < self._hold_until else now
 
     def _deactivate(self) -> None:
-        now = self._clock.now()
-        duration = now - self._since
+        now = self._pacing.now()
+        duration = now - self._began
         self._hold_until = now + 2 * self.probe_interval
         self._state = "primary"
         self._memory = None

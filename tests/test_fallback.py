@@ -40,6 +40,7 @@ async def make_pod(redis_standalone: Topology) -> AsyncIterator[Callable[[], Pod
         store = FallbackTimerStore(
             flaky,
             clock=clock,
+            pacing=clock,
             probe_interval=1.0,
             sink=lambda kind, **fields: events.append((kind, fields)),
         )
