@@ -1171,10 +1171,25 @@ class _Checker:
                     if any(t >= window.start for t, _ in self.deactivations.get(pod, []))
                 )
                 return f"fallback activated on {hits} pod(s), deactivated on {back}"
-            if window.end - window.start < self.info.socket_timeout + self.info.poll_interval * 2:
-                return "too short to activate the fallback"
+            # A pod can only notice the fault while it runs: one that was down for all but a
+            # moment of it had no call to fail (swarm seed 2349: a pod cut off while crashed).
+            up = max(
+                (self._longest_up(pod, window.start, window.end) for pod in affected), default=0.0
+            )
+            if up < self.info.socket_timeout + self.info.poll_interval * 2:
+                return "too short to activate the fallback while an affected pod was up"
             return "NOT exercised: no pod activated its fallback"
         return "applied"
+
+    def _longest_up(self, pod: str, start: float, end: float) -> float:
+        """The longest stretch of [start, end] during which `pod` was running."""
+        free, cursor = 0.0, start
+        for down_start, down_end in _union(self._pod_down(pod)):
+            if down_end <= cursor or down_start >= end:
+                continue
+            free = max(free, down_start - cursor)
+            cursor = max(cursor, down_end)
+        return max(free, end - cursor)
 
     def _alive_through(self, pod: str, start: float, end: float) -> bool:
         return not any(
