@@ -11,12 +11,23 @@ before the crash; `aof_always`: everything acknowledged), and the script cache i
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import fakeredis
 import simpy
 
-Snapshot = dict[bytes, tuple[str, Any]]
+Data = dict[bytes, tuple[str, Any]]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The data of one Redis process at one moment, as a restart would load them."""
+
+    data: Data = field(default_factory=dict)
+    generation: int = 0
+    """Which process lifetime they belong to (each restart begins a new one)."""
+    taken_at: float = 0.0
 
 
 class EmbeddedRedis:
@@ -31,6 +42,10 @@ class EmbeddedRedis:
         self._pauses = 0
         self._resumed: simpy.Event = env.event()
         self._deferred: list[Callable[[], None]] = []
+        self._generation = 0
+        self._booted_with = Snapshot()
+        """What the running process loaded when it started (empty for the first one)."""
+        self._persisted = Snapshot()
 
     @property
     def up(self) -> bool:
@@ -77,9 +92,15 @@ class EmbeddedRedis:
     # -- kill and restart -------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """Everything in db 0, as plain data (strings, hashes, sorted sets, lists, sets)."""
+        """What a restart would bring back if the process died now, as plain data.
+
+        While the process is down that is what it will come back with: nothing is written to
+        disk meanwhile.
+        """
+        if self._killed:
+            return self._persisted
         client = self._admin()
-        data: Snapshot = {}
+        data: Data = {}
         keys: list[bytes] = client.keys("*")  # type: ignore[assignment]
         for key in sorted(keys):
             kind = str(client.type(key), "ascii")  # type: ignore[arg-type]
@@ -95,21 +116,33 @@ class EmbeddedRedis:
                 data[key] = (kind, sorted(client.smembers(key)))
             else:
                 raise ValueError(f"cannot snapshot a {kind} key in the embedded Redis")
-        return data
+        return Snapshot(data, self._generation, self.env.now)
 
-    def kill(self) -> None:
-        """The process is gone: connections are refused, buffered requests die with it."""
+    def kill(self, kept: Snapshot | None) -> Snapshot:
+        """The process is gone: connections are refused, buffered requests die with it.
+
+        `kept` is the data its persistence mode kept (None: nothing). Data older than this
+        process's own start cannot be kept: it kept at most what it started with (swarm seeds
+        2851, 2923: a restart whose kept point falls before the previous restart must not
+        bring back what that one lost). Returns what the restart will load.
+        """
+        if kept is None:
+            kept = Snapshot({}, self._generation, self.env.now)
+        elif kept.generation != self._generation:
+            kept = self._booted_with
         self._killed = True
+        self._persisted = kept
         self._deferred = []
         if not self._resumed.triggered:
             self._resumed.succeed()
+        return kept
 
-    def restart(self, restored: Snapshot | None) -> None:
-        """Come back with `restored` data (None: empty) and an empty script cache."""
+    def restart(self) -> None:
+        """Come back with the persisted data and an empty script cache: a new process."""
         client = self._admin()
         client.flushall()
         client.script_flush()
-        for key, (kind, value) in (restored or {}).items():
+        for key, (kind, value) in self._persisted.data.items():
             if kind == "string":
                 client.set(key, value)
             elif kind == "hash":
@@ -120,6 +153,8 @@ class EmbeddedRedis:
                 client.rpush(key, *value)
             elif kind == "set":
                 client.sadd(key, *value)
+        self._generation += 1
+        self._booted_with = Snapshot(self._persisted.data, self._generation, self.env.now)
         self._killed = False
 
     def _admin(self) -> fakeredis.FakeRedis:

@@ -79,6 +79,8 @@ class World:
         self._bell = self.env.event()
         """Rings when any pod starts a poll (racing messages wait for it)."""
         self._shared: SessionTimerStore | None = None
+        self._kept = Snapshot()
+        """What the Redis restart in progress will load (restarts never overlap)."""
         self._factory: Callable[[PodContext], SessionTimerStore] | None = None
         self._store_class: type | None = None
         self._resolve_store()
@@ -253,16 +255,14 @@ class World:
             self.pods[fault.pod or 0].link.cuts += 1 if start else -1
         elif kind == "redis_restart":
             if start:
-                self.redis.kill()
+                self._kept = self.redis.kill(snapshot)
             else:
-                self.redis.restart(snapshot)
+                self.redis.restart()
                 self._record_world(
                     "redis_restart",
                     persistence=fault.persistence,
-                    kept_until=None
-                    if snapshot is None
-                    else fault.start - (fault.lost_window or 0.0),
-                    kept_versions=_bucket_seqs(snapshot) if snapshot is not None else {},
+                    kept_until=None if snapshot is None else self._kept.taken_at,
+                    kept_versions=_bucket_seqs(self._kept),
                 )
         elif kind == "pod_crash":
             pod = self.pods[fault.pod or 0]
@@ -317,10 +317,10 @@ def _fault_fields(fault: Fault) -> dict[str, Any]:
     }
 
 
-def _bucket_seqs(snapshot: Snapshot | None) -> dict[str, int]:
+def _bucket_seqs(snapshot: Snapshot) -> dict[str, int]:
     """The version counter of every bucket in a snapshot: what survived a restart, exactly."""
     seqs: dict[str, int] = {}
-    for key, (kind, value) in (snapshot or {}).items():
+    for key, (kind, value) in snapshot.data.items():
         name = key.decode()
         if kind == "hash" and name.endswith(":meta") and b"seq" in value:
             seqs[name[: -len(":meta")]] = int(value[b"seq"])
