@@ -601,6 +601,7 @@ class _Checker:
             if instance is None:
                 return
         instance.claims.append(row["seq"])
+        self._landed(instance, row)
         if row["attempt"] and int(row["attempt"]) > 1:
             return
         claim_start = _started(row)
@@ -672,7 +673,24 @@ class _Checker:
             unacked_row = self.rows[self.unacked[key][0]]
             item.start = unacked_row["t"]
             item.timeout = unacked_row["d"].get("timeout")
+        if self.unacked.get(key):
+            item.written = self.rows[self.unacked[key][0]]["t"]
         return item
+
+    def _landed(self, instance: Instance, claim: dict[str, Any]) -> None:
+        """A claim from Redis of a write whose reply never came (its pod crashed mid-call, or
+        it timed out into the fallback): it landed after all, and superseded whatever its
+        sender had armed in Redis before (swarm seeds 1122, 1848). When it completed is
+        unknown, so it never makes another claim "superseded"."""
+        if claim["origin"] != "redis" or any(
+            w.order == "redis" and w.instance == instance.id for w in self.writes[instance.sender]
+        ):
+            return
+        version = int(claim["version"] or 0)
+        self.writes[instance.sender].append(
+            Write(instance.sender, "redis", version, math.inf, claim["seq"], instance.id,
+                  instance.written)
+        )  # fmt: skip
 
     def _declare_instance(self, fire_id: str, reason: str) -> None:
         self.declared[reason] += 1
