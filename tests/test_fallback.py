@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from harness.topology import Topology
-from store import ManualClock, create_timer_store
+from store import ManualClock, StoreUnavailableError, create_timer_store
 from store.fallback import FallbackTimerStore
 from store.redis import RedisTimerStore
 from tests.conftest import redis_config
@@ -248,3 +248,37 @@ async def test_a_retried_merge_does_not_take_our_own_earlier_merge_for_a_newer_w
     assert await flaky.inner.get_timer("u1") is None
     skipped = [f for kind, f in events if kind == "reconciled" and not f["applied"]]
     assert skipped == []
+
+
+async def test_a_merge_whose_reply_was_lost_never_arms_a_timer_that_fired_since(
+    make_pod: Callable[[], Pod], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge lands but its reply is lost; another pod fires the merged timer; the retry
+    must not arm it again (swarm seed 1772: the same fire id fired twice)."""
+    store, flaky, events = make_pod()
+    other, _, _ = make_pod()
+    await store.claim_due(T0, limit=1, lease_until=None)  # a horizon from before the outage
+    flaky.down = True
+    await store.store_timer("u1", "s", T0 + 1)
+    flaky.down = False
+    original = flaky.reconcile
+
+    async def lands_then_times_out(*args: Any, **kwargs: Any) -> Any:
+        await original(*args, **kwargs)
+        flaky.down = True
+        raise StoreUnavailableError("timed out (the merge may have been applied)")
+
+    monkeypatch.setattr(flaky, "reconcile", lands_then_times_out)
+    make_pod.clock.advance(1.0)  # type: ignore[attr-defined]
+    await store.claim_due(T0, limit=1, lease_until=None)
+    assert store.active  # in doubt: the entry waits for the next probe
+    monkeypatch.setattr(flaky, "reconcile", original)
+    fired = await other.claim_due(T0 + 5, limit=10, lease_until=None)
+    assert [claim.timer.sender_id for claim in fired.claims] == ["u1"]
+    flaky.down = False
+    make_pod.clock.advance(1.0)  # type: ignore[attr-defined]
+    await store.claim_due(T0, limit=1, lease_until=None)
+    assert not store.active
+    assert await flaky.inner.get_timer("u1") is None
+    merged = [f for kind, f in events if kind == "reconciled"]
+    assert [(f["sender_id"], f["applied"]) for f in merged] == [("u1", False)]

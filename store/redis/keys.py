@@ -13,6 +13,8 @@ Per bucket:
 - `tomb`   sorted set: sender -> version of its last cancel
 - `lease`  sorted set: fire_id -> lease expiry (pod clock)
 - `leased` hash: fire_id -> claimed timer
+- `merged` sorted set: instance ids merged back after an outage -> their version (the newest
+  `tombstone_limit`), so a merge retried after a lost reply never arms one twice
 """
 
 from __future__ import annotations
@@ -52,9 +54,13 @@ class BucketKeys:
     def leased(self) -> str:
         return f"{self.tag}:leased"
 
+    @property
+    def merged(self) -> str:
+        return f"{self.tag}:merged"
+
     def all(self) -> tuple[str, ...]:
         """Every key of the bucket (for tests and cleanup)."""
-        return (self.due, self.rec, self.meta, self.tomb, self.lease, self.leased)
+        return (self.due, self.rec, self.meta, self.tomb, self.lease, self.leased, self.merged)
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,29 @@
 -- "Newer" means a version above the caller's horizon (the newest version it saw before the
 -- outage), or any write at all when Redis was reset since (its epoch differs). Claims are not
 -- writes: a timer that another pod fired during the outage does not block the merge.
--- KEYS: due, rec, meta, tomb
+-- KEYS: due, rec, meta, tomb, merged
 -- ARGV: sender, horizon_epoch, horizon_seq, op ('set'|'del'), scheduled_time, body,
---       floor, epoch_candidate, tombstone_limit, unacked_time, unacked_cancel, own_version
+--       floor, epoch_candidate, tombstone_limit, unacked_time, unacked_cancel, own_version,
+--       instance
+-- instance: the id of the write being merged. A merge whose reply was lost is retried; if its
+-- first attempt landed, the instance is in `merged`, and it is never armed a second time: it is
+-- either still there (the merge is done) or it has fired or been replaced since.
 -- unacked_*: this pod's own write that timed out as the outage began. If the newest write in
 -- Redis is exactly that one, it landed after all; it is ours, so it does not win.
 -- Returns {applied, version, epoch, seq, lost, competing_version, verified}
 local sender = ARGV[1]
+local instance = ARGV[13]
+if instance ~= '' then
+  local merged = redis.call('ZSCORE', KEYS[5], instance)
+  if merged then
+    local rec = redis.call('HGET', KEYS[2], sender)
+    local seq, epoch, lost = sync_meta(KEYS[3], tonumber(ARGV[7]), ARGV[8])
+    if rec and string.match(rec, '^%d+|([^|]*)|') == instance then
+      return {1, record_version(rec), epoch, seq, lost, 0, 1}
+    end
+    return {0, 0, epoch, seq, lost, tonumber(merged), 1}
+  end
+end
 local m = redis.call('HMGET', KEYS[3], 'epoch', 'tfloor')
 local current = 0
 local rec = redis.call('HGET', KEYS[2], sender)
@@ -48,6 +64,14 @@ local version, epoch, lost = next_version(KEYS[3], tonumber(ARGV[7]), ARGV[8])
 if ARGV[4] == 'set' then
   redis.call('ZADD', KEYS[1], ARGV[5], sender)
   redis.call('HSET', KEYS[2], sender, string.format('%d', version) .. '|' .. ARGV[6])
+  if instance ~= '' then
+    redis.call('ZADD', KEYS[5], version, instance)
+    local limit = tonumber(ARGV[9])
+    local n = redis.call('ZCARD', KEYS[5])
+    if n > limit then
+      redis.call('ZREMRANGEBYRANK', KEYS[5], 0, n - limit - 1)
+    end
+  end
 else
   redis.call('ZREM', KEYS[1], sender)
   redis.call('HDEL', KEYS[2], sender)

@@ -335,13 +335,13 @@ class RedisTimerStore(SessionTimerStore):
             async with gate:
                 reply = await self._call(
                     lambda s: s.reconcile(
-                        keys=[b.due, b.rec, b.meta, b.tomb],
+                        keys=[b.due, b.rec, b.meta, b.tomb, b.merged],
                         args=[
                             entry.sender_id, epoch, seq, op, when, body, self._floor(index),
                             self._epoch_candidate(index), self.settings.tombstone_limit,
                             "" if entry.unacked_time is None else repr(entry.unacked_time),
                             "1" if entry.unacked_cancel else "",
-                            entry.own_version,
+                            entry.own_version, "" if timer is None else instance,
                         ],
                     )
                 )  # fmt: skip
