@@ -1074,7 +1074,10 @@ class _Checker:
             # and owes a merge only if it activated a fallback of its own (then `last_on` is
             # that activation, after the crash). Swarm seed 1035: a pod crashed in a pause.
             return
-        limit = end + deactivation.value
+        # A call sent before Redis came back may time out after it, and activate then: the
+        # probes that end the outage start from that activation (swarm seed 2538).
+        back = max(end, last_on)
+        limit = back + deactivation.value
         merged = any(end - EPSILON <= t <= limit for t, _ in self.deactivations.get(pod, []))
         due = limit < min(self.end, next_start) and self._alive_through(pod, end, limit)
         if due and not merged:
@@ -1082,7 +1085,8 @@ class _Checker:
                 Violation(
                     "fallback_deactivation",
                     f"{pod}: fallback still active {deactivation.value:.3f} s after Redis "
-                    f"came back at {end:.3f}",
+                    f"came back at {end:.3f}"
+                    + (f" (activated late, at {last_on:.3f})" if last_on > end else ""),
                     (row,),
                 )
             )
