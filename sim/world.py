@@ -243,9 +243,7 @@ class World:
         self._apply(index, fault, snapshot, start=False)
         self._record_world("fault_end", fault=fault.kind, fault_index=index)
 
-    def _apply(
-        self, index: int, fault: Fault, snapshot: Snapshot | None, *, start: bool
-    ) -> None:
+    def _apply(self, index: int, fault: Fault, snapshot: Snapshot | None, *, start: bool) -> None:
         kind = fault.kind
         if kind == "redis_outage" and fault.mode == "pause":
             self.redis.pause() if start else self.redis.resume()
@@ -275,11 +273,13 @@ class World:
         elif kind == "slow_redis":
             self.redis.extra_latency += (fault.latency or 0.0) * (1 if start else -1)
         elif kind == "clock_skew":
-            for pod, offset, drift in zip(
-                self.pods, fault.offsets or (), fault.drifts or (), strict=False
-            ):
-                pod.clock.offset += offset if start else -offset
-                pod.clock.drift = drift if start else 0.0
+            offsets = fault.offsets or ()
+            drifts = fault.drifts or (0.0,) * len(offsets)
+            for pod, offset, drift in zip(self.pods, offsets, drifts, strict=False):
+                if start:
+                    pod.clock.skew(index, offset, drift)
+                else:
+                    pod.clock.unskew(index)
 
     def crash_and_restart(self, pod: SimPod, reason: str) -> None:
         """A pod died at a chosen point (crash-mid-claim); boot it again later."""
