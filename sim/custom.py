@@ -24,7 +24,7 @@ class RemoteStore(SessionTimerStore):
     """One pod's view of a shared custom store, across that pod's simulated network."""
 
     def __init__(self, shared: SessionTimerStore, link: PodLink, socket_timeout: float) -> None:
-        super().__init__(shared.endpoint_config)
+        super().__init__(getattr(shared, "endpoint_config", None))
         self.shared = shared
         self.link = link
         self.socket_timeout = socket_timeout

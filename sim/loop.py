@@ -9,19 +9,40 @@ reads the wall clock, so a run depends only on its inputs.
 
 SimPy processes start coroutines with `AsyncBridge.run(coro)`, which returns a SimPy event that
 fires when the task ends; coroutines wait for simulated time with plain `asyncio.sleep`.
+
+Every task knows its owner (a pod), inherited by every task it starts, however deep (the
+service's fires, the runner's loop, a client's pipeline sends): a pod that crashes cancels all
+of them at once, as a killed process stops everything it was doing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import selectors
-from collections.abc import Coroutine
+import weakref
+from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
 import simpy
 
 T = TypeVar("T")
+
+
+class TaskOwner:
+    """Something whose tasks can all be cancelled at once (a simulated pod)."""
+
+    def __init__(self) -> None:
+        self.tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+    def cancel_tasks(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+OWNER: contextvars.ContextVar[TaskOwner | None] = contextvars.ContextVar("sim_owner", default=None)
+"""Whose task is running: set by `AsyncBridge.run`, inherited by every task created from it."""
 
 
 class SimulationStalled(RuntimeError):
@@ -56,9 +77,23 @@ class SimEventLoop(asyncio.SelectorEventLoop):
     def __init__(self, env: simpy.Environment) -> None:
         super().__init__(_SimSelector(env))
         self.env = env
+        self.set_task_factory(_owned_task)
 
     def time(self) -> float:
         return float(self.env.now)
+
+
+def _owned_task(
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+    context: contextvars.Context | None = None,
+) -> asyncio.Task[Any]:
+    """The loop's task factory: each task joins its owner's set (the creator's, by default)."""
+    task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context)
+    owner = context.get(OWNER) if context is not None else OWNER.get()
+    if owner is not None:
+        owner.tasks.add(task)
+    return task
 
 
 class AsyncBridge:
@@ -68,14 +103,16 @@ class AsyncBridge:
         self.env = env
         self.loop = loop
 
-    def run(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> simpy.Event:
-        """Start `coro` as a task now; the returned SimPy event fires with its result.
+    def run(self, coro: Coroutine[Any, Any, T], *, owner: TaskOwner | None = None) -> simpy.Event:
+        """Start `coro` as a task of `owner` now; the returned SimPy event fires with its result.
 
         A task that raises fails the event; a cancelled task (a crashed pod) fails it with
         `asyncio.CancelledError`, so the waiting SimPy process can tell.
         """
         done = self.env.event()
-        task = self.loop.create_task(coro, name=name)
+        context = contextvars.copy_context()
+        context.run(OWNER.set, owner)
+        task = self.loop.create_task(coro, context=context)
 
         def finished(task: asyncio.Task[T]) -> None:
             if task.cancelled():

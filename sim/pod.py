@@ -1,9 +1,12 @@
-"""A simulated pod: the real `TimerService` and store stack, driven by SimPy processes.
+"""A simulated pod: the real store stack, `TimerService` and `TimerRunner`, in simulated time.
 
-Polling is a SimPy process that starts `recover()` and then `poll_once()` as asyncio tasks and
-waits for them, sleeping between polls as `store.pacing.PollPacer` says (the same rule the
-production runner follows). Messages are handled as tasks too. A crash cancels every task of
-the pod mid-await and drops its stores, memory and fallback timers included.
+Nothing here re-implements the poll loop: the pod boots the production `TimerRunner` as a task
+on the simulator's event loop, whose clock is simulated time, so the runner's sleeps, recovery
+pacing, error handling and graceful stop are the ones that ship. Only the pacing can differ:
+in racing runs every pod polls on one lock-step grid (`LockStepPacer`), the harder case for
+claiming. Messages are tasks too. A crash cancels every task of the pod mid-await (the loop
+tracks which pod owns each task, however deep) and drops its stores, memory and fallback
+timers included.
 """
 
 from __future__ import annotations
@@ -16,24 +19,39 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from sim.clock import SimClock
+from sim.loop import TaskOwner
 from sim.network import PodLink
-from store.base import SessionTimerStore
+from store.base import aclose_store
+from store.events import EventSink
 from store.fallback import FallbackTimerStore
-from store.pacing import PollPacer
+from store.pacing import Pacer, PollPacer
+from store.runner import TimerRunner
 from store.service import PollResult, TimerService
 
 if TYPE_CHECKING:
     from sim.world import World
 
 
-class CrashNow(BaseException):
-    """Raised inside a pod's task to crash it at that exact point (between claim and fire)."""
+class LockStepPacer:
+    """Every pod polls at the same instants: the multiples of the poll interval.
+
+    No jitter and no backlog pacing: pods meet at each grid point, which is what lets a
+    store's claim race show.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+
+    def next_delay(self, last: PollResult | None) -> float:
+        now = asyncio.get_running_loop().time()
+        return self.interval - (now % self.interval) or self.interval
 
 
-class SimPod:
-    """One pod: its clock, its link to Redis, and (while up) its service and poll loop."""
+class SimPod(TaskOwner):
+    """One pod: its clock, its link to Redis, and (while up) its runner and store stack."""
 
     def __init__(self, world: World, index: int) -> None:
+        super().__init__()
         self.world = world
         self.index = index
         self.name = f"pod-{index}"
@@ -45,86 +63,92 @@ class SimPod:
             latency=world.spec.latency,
             jitter=world.spec.latency_jitter,
         )
-        self.pacer = PollPacer(world.spec.settings, world.rng(f"pacer:{index}"))
+        settings = world.spec.settings
+        self.pacer: Pacer = (
+            LockStepPacer(settings.poll_interval)
+            if world.spec.workload.racing
+            else PollPacer(settings, world.rng(f"pacer:{index}"))
+        )
         self.alive = False
         self.incarnation = 0
+        self.runner: TimerRunner | None = None
         self.crash_after_claim = False
+        """Armed by a crash-mid-claim fault: die at the first callback after a claim."""
         self._claimed = False
         self.restart_after: float = 0.0
         self.crash_fault_index = 0
         """The crash-mid-claim fault that armed `crash_after_claim` (its `fault_end` names it)."""
-        self.service: TimerService | None = None
-        self.store: SessionTimerStore | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._poller: simpy.Process | None = None
+
+    @property
+    def service(self) -> TimerService:
+        assert self.runner is not None, f"{self.name} is down"
+        return self.runner.service
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Boot: fresh stores and service, then recovery and the poll loop.
+        """Boot: a fresh store stack, service and runner; recovery, then the poll loop.
 
         Overlapping faults may both restart the pod; the first one boots it.
         """
         if self.alive:
             return
         self.incarnation += 1
-        self.store = self.world.build_store(self)
-        self.service = TimerService(
-            self.store, self.clock, self._fire, settings=self.world.spec.settings, sink=self.sink
+        sink = self._sink_of(self.incarnation)
+        store = self.world.build_store(self, sink)
+        service = TimerService(
+            store, self.clock, self._fire, settings=self.world.spec.settings, sink=sink
         )
+        self.runner = TimerRunner(service, pacer=self.pacer)
         self.alive = True
         self.record(
             "pod_start",
             incarnation=self.incarnation,
-            delivery=self.service.delivery,
-            fallback=isinstance(self.store, FallbackTimerStore),
+            delivery=service.delivery,
+            fallback=isinstance(store, FallbackTimerStore),
         )
         phase = 0.0
         if self.incarnation == 1 and self.world.spec.poll_phase_spread > 0:
             phase = self.world.rng(f"phase:{self.index}").uniform(
                 0.0, self.world.spec.poll_phase_spread
             )
-        self._poller = self.env.process(self._poll_loop(phase))
+        self.run(self._boot(self.runner, phase))
+
+    async def _boot(self, runner: TimerRunner, phase: float) -> None:
+        if phase:
+            await asyncio.sleep(phase)
+        await runner.start()
 
     def crash(self, reason: str) -> None:
-        """Die now: every in-flight call is abandoned, memory is gone."""
+        """Die now: every task of the pod stops at its next await, memory is gone."""
         if not self.alive:
             return
-        self.alive = False
-        self.crash_after_claim = self._claimed = False
         lost = self._fallback_instances()
         self.record("pod_crash", reason=reason, fallback_lost=lost, incarnation=self.incarnation)
-        for task in list(self._tasks):
-            task.cancel()
-        if (
-            self._poller is not None
-            and self._poller.is_alive
-            and self._poller is not self.env.active_process
-        ):
-            self._poller.interrupt("crash")
-        self.service = None
-        self.store = None
-
-    def stop(self) -> None:
-        """End of run: stop polling without recording a crash."""
         self.alive = False
-        for task in list(self._tasks):
-            task.cancel()
-        if self._poller is not None and self._poller.is_alive:
-            self._poller.interrupt("stop")
+        self.crash_after_claim = self._claimed = False
+        self.cancel_tasks()
+        self.runner = None
+
+    async def shutdown(self) -> None:
+        """End of run: the runner's graceful stop (its fallback drains), then the store closes."""
+        runner = self.runner
+        if not self.alive or runner is None:
+            return
+        await runner.stop()
+        store = runner.service.store
+        pending = store.fallback_pending() if isinstance(store, FallbackTimerStore) else 0
+        await aclose_store(store)
+        self.record("pod_stop", incarnation=self.incarnation, fallback_pending=pending)
+        self.alive = False
 
     # -- work -------------------------------------------------------------------------------
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> simpy.Event:
-        """Start a coroutine of this pod as a task; the SimPy event fires when it ends."""
-        event = self.world.bridge.run(coro)
-        task: asyncio.Task[Any] = event.task  # type: ignore[attr-defined]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return event
+        """Start a coroutine as a task of this pod; the SimPy event fires when it ends."""
+        return self.world.bridge.run(coro, owner=self)
 
     def handle_message(self, sender_id: str, session_id: str, timeout: float) -> simpy.Event:
-        assert self.service is not None
         # The service arms `now + timeout` on this clock, at this instant: recorded here too,
         # so a write whose outcome the pod never learns (it crashed) can still be recognised.
         self.record(
@@ -137,45 +161,8 @@ class SimPod:
         return self.run(self.service.schedule_timer(sender_id, session_id, timeout))
 
     def handle_end(self, sender_id: str) -> simpy.Event:
-        assert self.service is not None
         self.record("message", sender_id=sender_id, end=True)
         return self.run(self.service.cancel_timer(sender_id))
-
-    def _poll_loop(self, phase: float) -> Any:
-        if phase:
-            try:
-                yield self.env.timeout(phase)
-            except simpy.Interrupt:
-                return
-        recovering = True
-        while self.alive and self.service is not None:
-            call = self.service.recover() if recovering else self.service.poll_once()
-            self.world.poll_started()
-            result: PollResult | None = None
-            try:
-                result = yield self.run(call)
-            except simpy.Interrupt:
-                return
-            except asyncio.CancelledError:
-                return
-            except CrashNow:
-                self.world.crash_and_restart(self, "crash_mid_claim")
-                return
-            except Exception:  # the loop never dies on store errors, as in production
-                result = None
-            if recovering and (result is None or result.remaining_due == 0):
-                recovering = False
-            try:
-                yield self.env.timeout(self._next_delay(result))
-            except simpy.Interrupt:
-                return
-
-    def _next_delay(self, result: PollResult | None) -> float:
-        """The production pacing rule; in racing mode, every pod polls on the same grid."""
-        if not self.world.spec.workload.racing:
-            return self.pacer.next_delay(result)
-        interval = self.world.spec.settings.poll_interval
-        return interval - (self.env.now % interval) or interval
 
     async def _fire(
         self, sender_id: str, session_id: str | None, scheduled_time: float, fire_id: str
@@ -185,23 +172,31 @@ class SimPod:
 
     # -- recording --------------------------------------------------------------------------
 
-    def sink(self, kind: str, /, **fields: Any) -> None:
-        """Where this pod's store and service report; also the crash-mid-claim trigger.
+    def _sink_of(self, incarnation: int) -> EventSink:
+        """Where one incarnation's store and service report; also the crash-mid-claim trigger.
 
         Armed by a crash-mid-claim fault, the pod dies at the first callback after a claim:
         every claim of that batch is recorded (the store leased them all), no callback runs.
+        A dead incarnation records nothing more.
         """
-        if kind == "fire" and self.crash_after_claim and self._claimed:
-            raise CrashNow
-        self.record(kind, **fields)
-        if kind == "claim" and self.crash_after_claim:
-            self._claimed = True
+
+        def sink(kind: str, /, **fields: Any) -> None:
+            if not self.alive or incarnation != self.incarnation:
+                return
+            if kind == "fire" and self.crash_after_claim and self._claimed:
+                self.world.crash_and_restart(self, "crash_mid_claim")
+                return
+            self.record(kind, **fields)
+            if kind == "claim" and self.crash_after_claim:
+                self._claimed = True
+
+        return sink
 
     def record(self, kind: str, **fields: Any) -> None:
         self.world.history.record(self.env.now, self.clock.now(), self.name, kind, **fields)
 
     def _fallback_instances(self) -> list[str]:
-        store = self.store
+        store = None if self.runner is None else self.runner.service.store
         if isinstance(store, FallbackTimerStore):
             return store.fallback_instances()
         return []

@@ -30,6 +30,7 @@ from sim.spec import RunSpec
 from sim.workload import Conversation, conversations
 from store.base import SessionTimerStore
 from store.config import EndpointConfig, load_store_class
+from store.events import EventSink
 from store.fallback import FallbackTimerStore
 from store.redis import RedisTimerStore
 from store.redis.clients import no_retry
@@ -48,13 +49,14 @@ class RunResult:
 class PodContext:
     """What a pod-stack factory (`--store module.factory`) gets to build one pod's store."""
 
-    def __init__(self, world: World, pod: SimPod) -> None:
+    def __init__(self, world: World, pod: SimPod, sink: EventSink) -> None:
         self.world = world
         self.pod = pod
+        self.sink = sink
 
     def reference_stack(self) -> FallbackTimerStore:
         """The reference stack: `FallbackTimerStore(RedisTimerStore)` on the embedded Redis."""
-        return self.world.reference_stack(self.pod)
+        return self.world.reference_stack(self.pod, self.sink)
 
 
 class World:
@@ -76,8 +78,6 @@ class World:
         self.history = HistoryWriter(out_dir / "history.csv")
         self.pods = [SimPod(self, index) for index in range(spec.pods)]
         self._route_rng = self.rng("routing")
-        self._bell = self.env.event()
-        """Rings when any pod starts a poll (racing messages wait for it)."""
         self._shared: SessionTimerStore | None = None
         self._kept = Snapshot()
         """What the Redis restart in progress will load (restarts never overlap)."""
@@ -106,18 +106,18 @@ class World:
         else:
             raise ValueError(f"--store {self.spec.store}: not a store class or a factory")
 
-    def build_store(self, pod: SimPod) -> SessionTimerStore:
-        """The store stack of one pod incarnation."""
+    def build_store(self, pod: SimPod, sink: EventSink) -> SessionTimerStore:
+        """The store stack of one pod incarnation, reporting to `sink`."""
         if self._factory is not None:
-            return self._factory(PodContext(self, pod))
+            return self._factory(PodContext(self, pod, sink))
         if self._store_class is not None:
             if self._shared is None:
                 config = EndpointConfig(type=self.spec.store)
                 self._shared = self._store_class(endpoint_config=config)
             return RemoteStore(self._shared, pod.link, self.spec.socket_timeout)
-        return self.reference_stack(pod)
+        return self.reference_stack(pod, sink)
 
-    def reference_stack(self, pod: SimPod) -> FallbackTimerStore:
+    def reference_stack(self, pod: SimPod, sink: EventSink) -> FallbackTimerStore:
         pool = ConnectionPool(
             connection_class=SimConnection,
             link=pod.link,
@@ -130,13 +130,13 @@ class World:
             EndpointConfig(type="redis", host="embedded-redis", db=0, buckets=self.spec.buckets),
             client=client,
             rng=self.rng(f"epoch:{pod.index}:{pod.incarnation}"),
-            sink=pod.sink,
+            sink=sink,
         )
         return FallbackTimerStore(
             primary,
             clock=pod.clock,
             probe_interval=self.spec.settings.probe_interval,
-            sink=pod.sink,
+            sink=sink,
             memory_prefix=f"{pod.name}.{pod.incarnation}",
         )
 
@@ -158,9 +158,7 @@ class World:
         with _event_loop(self.loop):
             run_simulation(self.env, self.loop, duration)
             self._record_world("run_end")
-            for pod in self.pods:
-                pod.stop()
-            self.loop.run_until_complete(self._close_stores())
+            self.loop.run_until_complete(self._shutdown())
         self.history.close()
         run_file = self.out_dir / "run.json"
         measured = {"redis_calls": sum(pod.link.calls for pod in self.pods)}
@@ -173,8 +171,10 @@ class World:
         history = self.out_dir / "history.csv"
         return RunResult(history, run_file, history_hash(history), duration)
 
-    async def _close_stores(self) -> None:
-        await asyncio.sleep(0)
+    async def _shutdown(self) -> None:
+        """Every pod stops as a pod does on SIGTERM (its fallback drains), then shared stores
+        close."""
+        await asyncio.gather(*(pod.shutdown() for pod in self.pods))
         if self._shared is not None:
             self._shared.close()
 
@@ -186,8 +186,9 @@ class World:
                 yield self.env.timeout(step.delay)
             if step.at_deadline and self.spec.workload.racing:
                 # Land inside the claiming poll: after it has listed the due timer, before it
-                # deletes it (one and a half one-way latencies after the poll starts).
-                yield self._bell
+                # deletes it (one and a half one-way latencies after the lock-step poll starts).
+                interval = self.spec.settings.poll_interval
+                yield self.env.timeout(interval - self.env.now % interval or interval)
                 yield self.env.timeout(1.5 * self.spec.latency)
             pod = self._route(sticky)
             if pod is None:
@@ -204,11 +205,6 @@ class World:
                 yield event
             except (Exception, asyncio.CancelledError):
                 pod.record("message", sender_id=conversation.sender_id, result="error")
-
-    def poll_started(self) -> None:
-        """A pod is starting a poll: wake the messages that race it."""
-        bell, self._bell = self._bell, self.env.event()
-        bell.succeed()
 
     def _route(self, sticky: SimPod) -> SimPod | None:
         if self.spec.workload.routing == "sticky" and sticky.alive:

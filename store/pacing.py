@@ -9,9 +9,18 @@ but never as a stampede.
 from __future__ import annotations
 
 import random
+from typing import Protocol
 
 from store.options import ServiceSettings
 from store.service import PollResult
+
+
+class Pacer(Protocol):
+    """What `TimerRunner` asks before each sleep: how long until the next poll."""
+
+    def next_delay(self, last: PollResult | None) -> float:
+        """Seconds to wait after a poll that returned `last` (None: the poll failed)."""
+        ...
 
 
 class PollPacer:

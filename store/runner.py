@@ -3,6 +3,9 @@
 It owns what the sans-I/O service must not: sleeping between polls, staying alive through
 store errors, pacing the start-up recovery, and stopping gracefully (in-flight fires finish,
 nothing new is claimed, the fallback merges back before the process exits).
+
+Every duration it measures comes from the event loop's clock, so the simulator runs this very
+loop in simulated time (with its own `Pacer` for lock-step polling): there is one poll loop.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +23,8 @@ from store.config import EndpointConfig, create_timer_store
 from store.events import EventSink, null_sink
 from store.fallback import FallbackTimerStore
 from store.options import ServiceSettings
-from store.pacing import PollPacer
+from store.pacing import Pacer, PollPacer
+from store.redis import RedisTimerStore
 from store.service import FireCallback, PollResult, TimerService
 
 log = structlog.get_logger(__name__)
@@ -40,7 +43,7 @@ class ErrorLog:
         self._suppressed = 0
 
     def error(self, exc: BaseException) -> None:
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if now - self._last < self.interval:
             self._suppressed += 1
             return
@@ -56,10 +59,11 @@ class TimerRunner:
         service: TimerService,
         *,
         rng: random.Random | None = None,
+        pacer: Pacer | None = None,
         error_log_interval: float = 30.0,
     ) -> None:
         self.service = service
-        self.pacer = PollPacer(service.settings, rng)
+        self.pacer = pacer or PollPacer(service.settings, rng)
         self.last_result: PollResult | None = None
         self.polls = 0
         self.recovered = 0
@@ -74,12 +78,11 @@ class TimerRunner:
 
     async def start(self) -> None:
         """Check the store, then run recovery and the poll loop in a background task."""
-        check = getattr(self.service.store, "check", None)
-        primary = getattr(self.service.store, "primary", None)
-        check = check or getattr(primary, "check", None)
-        if check is not None:
+        store = self.service.store
+        primary = store.primary if isinstance(store, FallbackTimerStore) else store
+        if isinstance(primary, RedisTimerStore):
             try:
-                await check()
+                await primary.check()
             except ConnectionError as exc:  # the fallback covers it; say so once
                 log.warning("timer_store.runner.store_unreachable_at_start", error=str(exc))
         self._task = asyncio.create_task(self._run(), name="timer-runner")
@@ -95,16 +98,17 @@ class TimerRunner:
             await store.drain()
 
     async def _run(self) -> None:
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while not self._stopping:
-            result = await self._poll(recovering=True)
-            if result is None or result.remaining_due == 0:
+            self.last_result = await self._poll(recovering=True)
+            if self.last_result is None or self.last_result.remaining_due == 0:
                 break
-            await self._sleep(self.pacer.next_delay(result))
+            await self._sleep(self.pacer.next_delay(self.last_result))
         (log.info if self.recovered else log.debug)(
             "timer_store.runner.recovered",
             fired=self.recovered,
-            seconds=round(time.monotonic() - started, 3),
+            seconds=round(loop.time() - started, 3),
         )
         while not self._stopping:
             await self._sleep(self.pacer.next_delay(self.last_result))
