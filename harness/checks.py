@@ -1328,11 +1328,18 @@ failover): EVALSHA meets NOSCRIPT, then SCRIPT LOAD and EVALSHA again (one round
 they are pipelined together, two on a cluster client)."""
 
 
+PROBE_ROUND_TRIPS = 3
+"""Round trips of the probe that ends an outage: the outage closed the pool's connections, so
+the PING waits for a new connection's TCP handshake and its Redis handshake (HELLO, or CLIENT
+SETINFO and SELECT pipelined) first."""
+
+
 def merge_round_trips(journal: int) -> int:
-    """Sequential round trips from a pod's successful probe to its deactivation: the probe,
-    releasing the leases of fires that ended during the outage, then each chunk of the journal
-    (each a script call that may meet an empty script cache)."""
-    return 1 + SCRIPT_ROUND_TRIPS * (1 + max(1, math.ceil(journal / MERGE_CHUNK)))
+    """Sequential round trips from a pod's probe to its deactivation: the probe, releasing the
+    leases of fires that ended during the outage, then each chunk of the journal (each a
+    script call that may meet an empty script cache)."""
+    chunks = max(1, math.ceil(journal / MERGE_CHUNK))
+    return PROBE_ROUND_TRIPS + SCRIPT_ROUND_TRIPS * (1 + chunks)
 
 
 def deactivation_bound(info: RunInfo, slow: float, journal: int) -> Bound:
