@@ -21,12 +21,20 @@ Rules (each violation points at its history rows):
 - `fallback_activation` / `fallback_deactivation` / `fallback_flapping` / `spurious_fallback`;
 - `unknown_instance`: a claim of an instance no write explains;
 - `not_exercised`: a fault of the plan left no trace (an outage that never activated the
-  fallback is a failed scenario, not a pass).
+  fallback is a failed scenario, not a pass);
+- `payload`: a fire that did not carry the `session_id`, `scheduled_time` or metadata (by
+  digest) its instance was armed with;
+- `write_failed`: a conversation's write (re-arm or end) failed outside every fault that could
+  explain it: that user was left without the timer they asked for, or with one they ended;
+- `store_error`: the store broke its contract: it raised something other than a connectivity
+  error for a valid call, lacked a method, or returned the wrong type;
+- `vacuous`: nothing was armed, or nothing ever fired: such a run proves nothing.
 
 Declared losses are counted by class and are never violations: what a Redis restart's
 persistence mode lost (writes, and resurrections of cancelled or claimed timers), fallback
 timers of a pod that crashed, at-most-once crashes between claim and fire, `skip_older_than`
-skips, callbacks given up after their attempts.
+skips, callbacks given up after their attempts, writes that failed while their pod could not
+reach the store (`write_failed_outage`) or died mid-call (`write_failed_crash`).
 """
 
 from __future__ import annotations
@@ -155,6 +163,10 @@ RULES = (
     "spurious_fallback",
     "unknown_instance",
     "not_exercised",
+    "payload",
+    "write_failed",
+    "store_error",
+    "vacuous",
 )
 DECLARED = (
     "restart_lost_write",
@@ -165,6 +177,8 @@ DECLARED = (
     "gave_up",
     "failover_lost_write",
     "failover_resurrection",
+    "write_failed_outage",
+    "write_failed_crash",
 )
 
 
@@ -193,6 +207,8 @@ class Instance:
     """When it got its place in its store's order (its write began, or it was merged)."""
     resurrected: bool = False
     """Brought back by a Redis restart that lost what had superseded, cancelled or claimed it."""
+    payload: tuple[str | None, str | None] | None = None
+    """What it was armed with: the session id and the metadata digest (None: unknown)."""
 
     def __post_init__(self) -> None:
         if math.isnan(self.written):
@@ -252,6 +268,11 @@ class _Checker:
         self.without_fallback: set[str] = set()
         """Pods whose store has no fallback (a custom store): fallback rules do not apply."""
         self.failed_calls: dict[str, list[float]] = defaultdict(list)
+        self.failed_writes: list[tuple[dict[str, Any], float]] = []
+        """Writes a user saw fail (message rows with an error, or no pod to take them), each
+        with the time its call began."""
+        self.call_failures: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        """What the service said about each failed write (its error class), by pod and sender."""
         self.lateness: list[float] = []
         self.fires: list[dict[str, Any]] = []
         """One row per logical timer that fired: who fired it, its deadline, how late."""
@@ -291,14 +312,28 @@ class _Checker:
                 kind == "message" and row["d"].get("end")
             ):
                 last_message[(row["pod"], row["sender_id"])] = row
+            elif kind == "message" and row["result"] == "no_pod":
+                self.failed_writes.append((row, row["t"]))
             elif kind == "message" and row["result"] == "error":
                 self.failed_calls[row["pod"]].append(row["t"])
                 # The write's outcome is unknown (its pod crashed, or Redis failed mid-call).
                 sent = last_message.get((row["pod"], row["sender_id"]))
+                self.failed_writes.append((row, row["t"] if sent is None else sent["t"]))
                 if sent is not None and sent["d"].get("end"):
                     self.unacked_cancels[sent["sender_id"]].append(sent["t"])
                 elif sent is not None:
                     self.unacked[(sent["sender_id"], sent["scheduled_time"])].append(sent["seq"])
+            elif kind == "call_failed":
+                self.call_failures[(row["pod"], row["sender_id"])].append(row)
+            elif kind == "store_error":
+                self.violations.append(
+                    Violation(
+                        "store_error",
+                        f"{row['pod']}: {row['d'].get('op')} raised {row['d'].get('error')}: "
+                        f"{row['d'].get('message', '')}",
+                        (row["seq"],),
+                    )
+                )
             elif kind == "write_unacknowledged" and row["d"].get("op") == "cancel":
                 self.unacked_cancels[row["sender_id"]].append(row["t"])
             elif kind == "write_unacknowledged" and row["d"].get("op") == "schedule":
@@ -377,6 +412,7 @@ class _Checker:
             row=row["seq"],
             timeout=timeout,
         )
+        item.payload = (row["session_id"], row["d"].get("metadata"))
         self.instances.setdefault(instance, item)
         self.parent.setdefault(instance, instance)
         key = (item.sender, item.scheduled_time)
@@ -432,6 +468,8 @@ class _Checker:
             if source:
                 self.parent.setdefault(source, source)
                 self.join(source, instance)
+                if source in self.instances:
+                    item.payload = self.instances[source].payload
         self.writes[row["sender_id"]].append(
             Write(row["sender_id"], "redis", version, row["t"], row["seq"], instance, row["t"])
         )
@@ -580,6 +618,8 @@ class _Checker:
                 self._claim(row)
                 claims_by_fire[row["fire_id"]].append(row)
             elif kind == "fire" and row["outcome"] == "fire_start":
+                if not starts[row["fire_id"]]:
+                    self._payload(row)
                 starts[row["fire_id"]].append(row)
             elif kind == "fire" and row["outcome"] == "fire_done" and row["result"] == "ok":
                 fires_ok[row["fire_id"]].append(row)
@@ -673,6 +713,8 @@ class _Checker:
             unacked_row = self.rows[self.unacked[key][0]]
             item.start = unacked_row["t"]
             item.timeout = unacked_row["d"].get("timeout")
+            if unacked_row["kind"] == "message":
+                item.payload = (unacked_row["session_id"], unacked_row["d"].get("metadata"))
         if self.unacked.get(key):
             item.written = self.rows[self.unacked[key][0]]["t"]
         return item
@@ -691,6 +733,79 @@ class _Checker:
             Write(instance.sender, "redis", version, math.inf, claim["seq"], instance.id,
                   instance.written)
         )  # fmt: skip
+
+    def _payload(self, fire: dict[str, Any]) -> None:
+        """A fire carries exactly what its instance was armed with: the session id (what tells
+        the receiver whether the session it ends is still the current one), the scheduled
+        time, and the metadata (compared by digest)."""
+        instance = self.instances.get(fire["fire_id"])
+        if instance is None or instance.payload is None:
+            return
+        session, digest = instance.payload
+        problems = []
+        if fire["session_id"] != session:
+            problems.append(f"session_id {fire['session_id']!r}, armed with {session!r}")
+        if fire["scheduled_time"] != instance.scheduled_time:
+            problems.append(
+                f"scheduled_time {fire['scheduled_time']!r}, armed for {instance.scheduled_time!r}"
+            )
+        fired = fire["d"].get("metadata")
+        if digest is not None and fired is not None and fired != digest:
+            problems.append(f"metadata {fired}, armed with {digest} (digests)")
+        if problems:
+            self.violations.append(
+                Violation(
+                    "payload",
+                    f"{instance.sender}: {fire['fire_id']} fired with " + "; ".join(problems),
+                    (instance.row, fire["seq"]),
+                )
+            )
+
+    def check_failed_writes(self) -> None:
+        """Every write a user saw fail, judged: explained by a fault that cut its pod off or
+        killed it mid-call (declared by class), or a violation. A store that raised something
+        other than a connectivity error broke its contract."""
+        margin = self.info.socket_timeout + 2 * self.info.latency
+        for row, began in self.failed_writes:
+            pod, t = row["pod"], row["t"]
+            causes = [c for c in self.call_failures.get((pod, row["sender_id"]), []) if c["t"] <= t]
+            cause = causes[-1] if causes else None
+            if cause is not None and not cause["d"].get("unavailable", True):
+                self.violations.append(
+                    Violation(
+                        "store_error",
+                        f"{pod}: {cause['d'].get('op')} for {row['sender_id']} raised "
+                        f"{cause['d'].get('error')}: {cause['d'].get('message', '')}",
+                        (cause["seq"], row["seq"]),
+                    )
+                )
+                continue
+            if pod is None or any(
+                began - EPSILON <= crash <= t + EPSILON for crash in self.crashes.get(pod, [])
+            ):
+                self.declared["write_failed_crash"] += 1
+                continue
+            if any(s - EPSILON <= t <= e + margin for s, e in self._cut_spans(pod)):
+                self.declared["write_failed_outage"] += 1
+                continue
+            error = "no reply" if cause is None else cause["d"].get("error")
+            self.violations.append(
+                Violation(
+                    "write_failed",
+                    f"{pod}: a write for {row['sender_id']} failed at {t:.3f} ({error}) with no "
+                    "fault to explain it: that conversation is left without its timer",
+                    (row["seq"],) if cause is None else (cause["seq"], row["seq"]),
+                )
+            )
+
+    def _cut_spans(self, pod: str) -> list[tuple[float, float]]:
+        """When `pod` could not reach the store: outages of all pods, its own partial
+        outages, replies slower than the socket timeout."""
+        spans = [(w.start, w.end) for w in self.windows if w.kind in REACH_FAULTS]
+        spans += [
+            (w.start, w.end) for w in self.windows if w.kind == "partial_outage" and w.target == pod
+        ]
+        return _union(spans + self.timeout_spans())
 
     def _declare_instance(self, fire_id: str, reason: str) -> None:
         self.declared[reason] += 1
@@ -1385,11 +1500,26 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
     checker.lateness_allowance = bound.value
     checker.check_claims_and_fires()
     checker.check_lost_and_late(bound)
+    checker.check_failed_writes()
     exercised = checker.check_fallback(activation, deactivation)
     lateness = sorted(checker.lateness)
+    fires = sum(len(v) for v in checker.fires_ok.values())
+    if not checker.instances:
+        checker.violations.append(
+            Violation("vacuous", "no timer was ever armed: the run proves nothing", ())
+        )
+    elif not fires:
+        checker.violations.append(
+            Violation(
+                "vacuous",
+                f"{len(checker.instances)} timers armed and none ever fired: the run proves "
+                "nothing",
+                (),
+            )
+        )
     stats: dict[str, float] = {
         "instances": len(checker.instances),
-        "fires": sum(len(v) for v in checker.fires_ok.values()),
+        "fires": fires,
         "raw_refires": checker.raw_refires,
         "stale_fires": checker.stale_fires(),
         "activations": sum(len(v) for v in checker.activations.values()),

@@ -22,7 +22,7 @@ from sim.clock import SimClock
 from sim.loop import TaskOwner
 from sim.network import PodLink
 from store.base import aclose_store
-from store.events import EventSink
+from store.events import EventSink, metadata_digest
 from store.fallback import FallbackTimerStore
 from store.pacing import Pacer, PollPacer
 from store.runner import TimerRunner
@@ -148,7 +148,9 @@ class SimPod(TaskOwner):
         """Start a coroutine as a task of this pod; the SimPy event fires when it ends."""
         return self.world.bridge.run(coro, owner=self)
 
-    def handle_message(self, sender_id: str, session_id: str, timeout: float) -> simpy.Event:
+    def handle_message(
+        self, sender_id: str, session_id: str, timeout: float, metadata: dict[str, Any] | None
+    ) -> simpy.Event:
         # The service arms `now + timeout` on this clock, at this instant: recorded here too,
         # so a write whose outcome the pod never learns (it crashed) can still be recognised.
         self.record(
@@ -157,8 +159,9 @@ class SimPod(TaskOwner):
             session_id=session_id,
             timeout=timeout,
             scheduled_time=self.clock.now() + timeout,
+            metadata=metadata_digest(metadata),
         )
-        return self.run(self.service.schedule_timer(sender_id, session_id, timeout))
+        return self.run(self.service.schedule_timer(sender_id, session_id, timeout, metadata))
 
     def handle_end(self, sender_id: str) -> simpy.Event:
         self.record("message", sender_id=sender_id, end=True)

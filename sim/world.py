@@ -144,7 +144,9 @@ class World:
 
     def run(self) -> RunResult:
         """Simulate until every conversation is over and the drain has passed."""
-        traffic = conversations(self.spec.workload, self.rng("workload"))
+        traffic = conversations(
+            self.spec.workload, self.rng("workload"), self.rng("workload:payloads")
+        )
         for pod in self.pods:
             pod.start()
         last = 0.0
@@ -198,13 +200,18 @@ class World:
                 pod.handle_end(conversation.sender_id)
                 if step.end
                 else pod.handle_message(
-                    conversation.sender_id, conversation.session_id, conversation.timeout
+                    conversation.sender_id, step.session_id, conversation.timeout, step.metadata
                 )
             )
             try:
                 yield event
-            except (Exception, asyncio.CancelledError):
-                pod.record("message", sender_id=conversation.sender_id, result="error")
+            except (Exception, asyncio.CancelledError) as exc:
+                pod.record(
+                    "message",
+                    sender_id=conversation.sender_id,
+                    result="error",
+                    error=type(exc).__name__,
+                )
 
     def _route(self, sticky: SimPod) -> SimPod | None:
         if self.spec.workload.routing == "sticky" and sticky.alive:

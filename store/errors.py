@@ -47,3 +47,36 @@ class StoreUnavailableError(ConnectionError):
     Stores raise this (instead of their client library's errors) for every failure that means
     "try elsewhere", so `FallbackTimerStore` can react without knowing the backend.
     """
+
+
+class StoreContractError(TypeError):
+    """A store broke the documented interface: it returned the wrong type, or raised something
+    other than a connectivity error for a valid call. `method` names the call."""
+
+    def __init__(self, method: str, problem: str) -> None:
+        super().__init__(f"{method}: {problem}")
+        self.method = method
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means "the backend could not be reached or did not answer in time".
+
+    Connectivity failures of any store: ours raise `StoreUnavailableError`; a custom store on
+    redis-py raises redis-py's own connection and timeout errors, which are not the builtin
+    ones; one on sockets raises `OSError` or `TimeoutError`.
+    """
+    import redis.exceptions as rexc
+
+    return isinstance(
+        exc,
+        ConnectionError
+        | TimeoutError
+        | OSError
+        | rexc.ConnectionError
+        | rexc.TimeoutError
+        | rexc.BusyLoadingError
+        | rexc.ClusterDownError
+        | rexc.TryAgainError
+        | rexc.ReadOnlyError
+        | rexc.MasterDownError,
+    )

@@ -34,8 +34,8 @@ import structlog
 from store.base import SessionTimerStore
 from store.capabilities import Claim, ClaimBatch, Stamp, supports_claiming
 from store.clock import Clock
-from store.errors import InvalidTimerType, InvalidTimerValue
-from store.events import EventSink, null_sink
+from store.errors import InvalidTimerType, InvalidTimerValue, StoreContractError, is_unavailable
+from store.events import EventSink, metadata_digest, null_sink
 from store.options import ServiceSettings
 from store.timer import SessionTimer
 
@@ -90,6 +90,7 @@ class TimerService:
         self.clock = clock
         self.settings = settings or ServiceSettings()
         self.sink = sink
+        self._listening = sink is not null_sink
         self._fire = fire
         self._pass_fire_id = _accepts_fire_id(fire)
         self._claiming = supports_claiming(store)
@@ -116,35 +117,45 @@ class TimerService:
         timeout = _check_timeout(timeout_seconds)
         started = self.clock.now()
         when = started + timeout
-        if self._claiming:
-            stamp: Stamp = await self.store.write_timer(  # type: ignore[attr-defined]
-                sender_id, session_id, when, metadata
+        try:
+            if self._claiming:
+                stamp: Stamp = await self.store.write_timer(  # type: ignore[attr-defined]
+                    sender_id, session_id, when, metadata
+                )
+            else:
+                await self.store.store_timer(sender_id, session_id, when, metadata)
+                stamp = Stamp(0, _plain_instance(sender_id, when), "custom")
+        except Exception as exc:  # the user's write failed: say so, then let the caller know
+            self._call_failed("schedule", exc, started, sender_id, scheduled_time=when)
+            raise
+        if self._listening:
+            self.sink(
+                "schedule",
+                sender_id=sender_id,
+                session_id=session_id,
+                scheduled_time=when,
+                timeout=timeout,
+                version=stamp.version,
+                instance=stamp.instance,
+                origin=stamp.origin,
+                elapsed=self.clock.now() - started,
+                metadata=metadata_digest(metadata),
             )
-        else:
-            await self.store.store_timer(sender_id, session_id, when, metadata)
-            stamp = Stamp(0, _plain_instance(sender_id, when), "custom")
-        self.sink(
-            "schedule",
-            sender_id=sender_id,
-            session_id=session_id,
-            scheduled_time=when,
-            timeout=timeout,
-            version=stamp.version,
-            instance=stamp.instance,
-            origin=stamp.origin,
-            elapsed=self.clock.now() - started,
-        )
         return Scheduled(sender_id, when, stamp)
 
     async def cancel_timer(self, sender_id: str) -> bool:
         """Cancel the conversation's timer; True if one was armed."""
         started = self.clock.now()
-        if self._claiming:
-            result = await self.store.cancel_timer(sender_id)  # type: ignore[attr-defined]
-            existed, stamp = result.existed, result.stamp
-        else:
-            existed = await self.store.delete_timer(sender_id)
-            stamp = Stamp(0, f"{sender_id}@cancel", "custom")
+        try:
+            if self._claiming:
+                result = await self.store.cancel_timer(sender_id)  # type: ignore[attr-defined]
+                existed, stamp = result.existed, result.stamp
+            else:
+                existed = _boolean("delete_timer", await self.store.delete_timer(sender_id))
+                stamp = Stamp(0, f"{sender_id}@cancel", "custom")
+        except Exception as exc:
+            self._call_failed("cancel", exc, started, sender_id)
+            raise
         self.sink(
             "cancel",
             sender_id=sender_id,
@@ -166,15 +177,23 @@ class TimerService:
         """Claim what is due now (at most `limit`, default `batch_size`) and fire it."""
         limit = limit or self.settings.batch_size
         now = self.clock.now()
-        if self._claiming:
-            batch = await self._claim_batch(now, limit)
-        else:
-            batch = await self._claim_one_by_one(now, limit)
+        try:
+            if self._claiming:
+                batch = await self._claim_batch(now, limit)
+            else:
+                batch = await self._claim_one_by_one(now, limit)
+        except Exception as exc:
+            self._poll_failed("claim", exc)
+            raise
         outcomes = await asyncio.gather(*(self._run(claim) for claim in batch.claims))
         fired = [Fired(claim, result) for claim, result in zip(batch.claims, outcomes, strict=True)]
         finished = [f.claim for f in fired if self._finished(f)]
         if finished and self._claiming:
-            await self.store.complete(finished)  # type: ignore[attr-defined]
+            try:
+                await self.store.complete(finished)  # type: ignore[attr-defined]
+            except Exception as exc:
+                self._poll_failed("complete", exc)
+                raise
         return PollResult(fired, batch.remaining_due, batch.oldest_due)
 
     async def recover(self) -> PollResult:
@@ -208,13 +227,14 @@ class TimerService:
 
     async def _claim_one_by_one(self, now: float, limit: int) -> ClaimBatch:
         """Claim through the documented methods: list, then conditional delete each."""
-        expired = await self.store.get_expired_timers(now)
+        expired = _timers(await self.store.get_expired_timers(now))
         expired.sort(key=lambda timer: timer.scheduled_time)
         claims = []
         batch = expired[:limit]
         for timer in batch:
             started = self.clock.now()
-            if await self.store.delete_timer(timer.sender_id, timer.scheduled_time):
+            deleted = await self.store.delete_timer(timer.sender_id, timer.scheduled_time)
+            if _boolean("delete_timer", deleted):
                 instance = _plain_instance(timer.sender_id, timer.scheduled_time)
                 claim = Claim(timer, instance, 0, 1, leased=False, origin="custom")
                 self._event("claim", claim, elapsed=self.clock.now() - started, batch=len(batch))
@@ -261,7 +281,33 @@ class TimerService:
             return True
         return False
 
+    def _call_failed(
+        self, op: str, exc: Exception, started: float, sender_id: str, **fields: Any
+    ) -> None:
+        """A conversation's write failed: the user was left without the timer they asked for
+        (or with one they cancelled). Connectivity errors are expected in an outage; anything
+        else is the store breaking its contract."""
+        log.warning("timer_store.service.write_failed", op=op, sender_id=sender_id, error=repr(exc))
+        self.sink(
+            "call_failed",
+            op=op,
+            sender_id=sender_id,
+            error=type(exc).__name__,
+            message=str(exc)[:300],
+            unavailable=is_unavailable(exc),
+            elapsed=self.clock.now() - started,
+            **fields,
+        )
+
+    def _poll_failed(self, op: str, exc: Exception) -> None:
+        """A poll failed. An outage is the runner's to ride out; anything else is recorded as
+        the store breaking its contract (an attribute it lacks, a wrong type, a bug)."""
+        if not is_unavailable(exc):
+            self.sink("store_error", op=op, error=type(exc).__name__, message=str(exc)[:300])
+
     def _event(self, kind: str, claim: Claim, **fields: Any) -> None:
+        if not self._listening:
+            return
         timer = claim.timer
         self.sink(
             kind,
@@ -272,8 +318,33 @@ class TimerService:
             version=claim.version,
             attempt=claim.attempt,
             origin=claim.origin,
+            metadata=metadata_digest(timer.metadata),
             **fields,
         )
+
+
+def _timers(value: object) -> list[SessionTimer]:
+    """What `get_expired_timers` returned, checked: a list of timers, as the contract says."""
+    if not isinstance(value, list | tuple):
+        raise StoreContractError(
+            "get_expired_timers", f"returned a {type(value).__name__}, not a list of timers"
+        )
+    for timer in value:
+        if not all(
+            hasattr(timer, name)
+            for name in ("sender_id", "session_id", "scheduled_time", "metadata")
+        ):
+            raise StoreContractError(
+                "get_expired_timers", f"returned a {type(timer).__name__}, not a SessionTimer"
+            )
+    return list(value)
+
+
+def _boolean(method: str, value: object) -> bool:
+    """A `delete_timer` result: True or False, as the contract says (not None, not 1)."""
+    if not isinstance(value, bool):
+        raise StoreContractError(method, f"returned {value!r}, not True or False")
+    return value
 
 
 def _check_timeout(value: object) -> float:

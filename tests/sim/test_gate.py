@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.cli import main
 from harness.gate import run_gate
+from harness.history import read_history
 from sim.scenarios import build_spec
 
 BROKEN = (
@@ -13,7 +16,22 @@ BROKEN = (
     "tests.fixtures.broken_stores.RacyDeleteStore",
     "tests.fixtures.broken_stores.IgnoresConditionStore",
     "tests.fixtures.broken_stores.no_reconcile_stack",
+    "tests.fixtures.broken_stores.RefusesWritesStore",
+    "tests.fixtures.broken_stores.RefusesSomeWritesStore",
+    "tests.fixtures.broken_stores.DropsSessionStore",
+    "tests.fixtures.broken_stores.FirstSessionStore",
+    "tests.fixtures.broken_stores.DropsMetadataStore",
+    "tests.fixtures.broken_stores.BrokenListStore",
 )
+CAUGHT_BY = {
+    "RefusesWritesStore": "write_failed",
+    "RefusesSomeWritesStore": "write_failed",
+    "DropsSessionStore": "payload",
+    "FirstSessionStore": "payload",
+    "DropsMetadataStore": "payload",
+    "BrokenListStore": "store_error",
+}
+"""What each store that breaks the documented interface must be caught by."""
 
 
 @pytest.mark.parametrize("store", BROKEN)
@@ -30,6 +48,31 @@ def test_a_broken_store_is_caught_on_many_seeds_not_a_lucky_one(store: str, tmp_
     specs = [build_spec("swarm", seed, store=store) for seed in range(1, 21)]
     result = run_gate(specs, jobs=2, keep_going=True, keep_dir=None, progress=False)
     assert len(result.failures) >= 5, [o.first_violation for o in result.failures]
+
+
+@pytest.mark.parametrize("name", sorted(CAUGHT_BY))
+def test_a_store_that_breaks_the_interface_fails_within_40_seeds_by_its_rule(name: str) -> None:
+    store = f"tests.fixtures.broken_stores.{name}"
+    specs = [build_spec("swarm", seed, store=store) for seed in range(1, 41)]
+    result = run_gate(specs, jobs=2, keep_going=True, keep_dir=None, progress=False)
+    assert result.failures, f"{name} passed 40 seeds"
+    assert all(CAUGHT_BY[name] in outcome.rules for outcome in result.failures)
+
+
+def test_a_store_that_raises_in_get_expired_timers_fails_with_a_store_error_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = "tests.fixtures.broken_stores.BrokenListStore"
+    out = tmp_path / "run"
+    code = main(["-q", "sim", "--seed", "1", "--store", store, "--out", str(out), "--no-report"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "Traceback" not in captured.err
+    assert "store_error" in captured.out
+    history = read_history(out / "history.csv")
+    errors = history[history["kind"] == "store_error"]
+    assert len(errors) > 0
+    assert "AttributeError" in errors["detail"].iloc[0]
 
 
 def test_a_correct_five_method_store_passes(tmp_path) -> None:  # type: ignore[no-untyped-def]
