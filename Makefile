@@ -39,7 +39,9 @@ test: system-deps $(STAMP) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(BIN)/jupytext --quiet --to ipynb notebooks/*.py
 	$(BIN)/pytest --nbmake notebooks -o addopts="" -q
-	$(BIN)/timerlab -q gate --seeds 200 --out runs/gate
+	$(BIN)/timerlab -q gate --seeds 200 --out runs/gate --junit runs/gate/junit.xml
+	$(BIN)/timerlab -q gate --seeds 200 --first-seed commit --out runs/gate-fresh \
+		--junit runs/gate-fresh/junit.xml --json runs/gate-fresh/summary.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,8 @@
 """The `timerlab` command.
 
-Every subcommand either succeeds, fails its check (exit 1), or reports a usage or
-configuration problem as one line on stderr (exit 2). No traceback reaches the user for a
-mistake they can fix.
+Exit codes: 0 pass, 1 a violation (the check failed), 2 a usage or configuration problem (one
+line on stderr), 3 timerlab itself failed (one line, and the command that replays it). No
+traceback reaches the user unless `TIMERLAB_TRACEBACK=1` asks for it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -56,6 +58,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `timerlab ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except Exception as exc:  # timerlab's own failure: never a verdict
+        return _internal_error(exc, args)
+
+
+HARNESS_ERROR = 3
+
+
+def _internal_error(exc: Exception, args: argparse.Namespace) -> int:
+    """One line for a failure of timerlab itself (exit 3), with the replay command if any."""
+    if os.environ.get("TIMERLAB_TRACEBACK") == "1":
+        traceback.print_exc()
+    where = ""
+    if getattr(args, "seed", None) is not None and hasattr(args, "scenario"):
+        where = f"; replay: {_replay_command(args, args.seed)}"
+    print(
+        f"timerlab: internal error ({type(exc).__name__}: {exc}){where}; "
+        "TIMERLAB_TRACEBACK=1 shows the traceback",
+        file=sys.stderr,
+    )
+    return HARNESS_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,12 +110,19 @@ def _parser() -> argparse.ArgumentParser:
     gate = commands.add_parser("gate", help="many seeded runs in parallel: the CI gate")
     run_options(gate, seed_required=False)
     gate.add_argument("--seeds", type=int, default=200)
-    gate.add_argument("--first-seed", type=int, default=1)
+    gate.add_argument(
+        "--first-seed",
+        default="1",
+        metavar="N|commit",
+        help="the first seed; `commit` derives it from the checked-out commit (fresh seeds)",
+    )
     gate.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     gate.add_argument(
         "--keep-going", action="store_true", help="run every seed even after a failure"
     )
     gate.add_argument("--out", type=Path, default=Path("runs/gate"), help="where failing runs go")
+    gate.add_argument("--junit", type=Path, help="write JUnit XML: one test case per seed")
+    gate.add_argument("--json", type=Path, help="write a JSON summary: every seed's outcome")
     gate.set_defaults(handler=_gate)
 
     replay = commands.add_parser("replay", help="rerun a seed bit for bit")
@@ -250,32 +279,72 @@ def _sim(args: argparse.Namespace) -> int:
 
 def _gate(args: argparse.Namespace) -> int:
     from harness.gate import run_gate
+    from harness.gate_output import summary_data, write_json, write_junit
+    from harness.report import build_report
 
     if args.seeds < 1 or args.jobs < 1:
         raise UsageError("--seeds and --jobs must be at least 1")
-    specs = []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        specs.append(_spec(args, seed))
+    first = _first_seed(args.first_seed)
+    if args.first_seed == "commit":
+        print(f"seeds {first}..{first + args.seeds - 1} (from the checked-out commit)")
+    specs = [_spec(args, seed) for seed in range(first, first + args.seeds)]
     result = run_gate(specs, jobs=args.jobs, keep_going=args.keep_going, keep_dir=args.out)
-    if result.ok:
-        print(result.summary())
-        return 0
-    from harness.report import build_report
-
+    reports: dict[int, Path] = {}
     for failure in result.failures:
+        reports[failure.seed] = build_report(Path(failure.out_dir)).index
         print(f"FAIL seed {failure.seed}: {failure.first_violation}")
         print(f"  rules broken: {', '.join(f'{k}×{v}' for k, v in failure.rules.items())}")
         print(f"  run kept in: {failure.out_dir}")
-        print(f"  report: {build_report(Path(failure.out_dir)).index}")
+        print(f"  report: {reports[failure.seed]}")
         print(f"  replay: {_replay_command(args, failure.seed)}")
-    checked = len(result.outcomes)
-    stopped = (
-        ""
-        if args.keep_going or checked == len(specs)
-        else " (stopped at the first failure; --keep-going runs all)"
-    )
-    print(f"{len(result.failures)} of {checked} seeds run failed{stopped} ({result.seconds:.0f} s)")
-    return 1
+    for error in result.errors:
+        print(f"HARNESS ERROR seed {error.seed}: {error.error}")
+        print(f"  traceback: {Path(error.out_dir) / 'harness-error.txt'}")
+        print(f"  replay: {_replay_command(args, error.seed)}")
+
+    def replay(seed: int) -> str:
+        return _replay_command(args, seed)
+
+    if args.junit:
+        suite = f"timerlab gate ({args.scenario}, {args.store or 'reference store'})"
+        write_junit(result, args.junit, suite=suite, replay=replay, reports=reports)
+    if args.json:
+        command = " ".join(["timerlab", *sys.argv[1:]])
+        write_json(args.json, summary_data(result, command=command, replay=replay, reports=reports))
+    print(result.summary())
+    if result.errors:
+        return HARNESS_ERROR
+    if result.failures:
+        stopped = (
+            ""
+            if args.keep_going or len(result.outcomes) == len(specs)
+            else " (stopped at the first failure; --keep-going runs all)"
+        )
+        print(f"{len(result.failures)} of {len(result.outcomes)} seeds run failed{stopped}")
+        return 1
+    return 0
+
+
+def _first_seed(value: str) -> int:
+    """A seed number, or `commit`: a seed derived from the checked-out commit, so every commit
+    meets seeds nobody chose, and any failure replays from the printed seed."""
+    if value != "commit":
+        try:
+            return int(value)
+        except ValueError:
+            raise UsageError(f"--first-seed must be a number or 'commit', not {value!r}") from None
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"--first-seed commit needs a git checkout: {exc}") from None
+    return FRESH_SEEDS_FROM + int(head[:12], 16) % FRESH_SEED_SPAN
+
+
+FRESH_SEEDS_FROM = 1_000_000
+FRESH_SEED_SPAN = 9_000_000
+"""Commit-derived seeds fall in [1,000,000, 10,000,000): never the fixed 1-200."""
 
 
 def _replay(args: argparse.Namespace) -> int:

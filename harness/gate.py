@@ -2,7 +2,8 @@
 
 A user points it at their own store (`--store pkg.module.Class`) in CI. Seeds run on all cores
 with a progress bar; the first failing seed stops the gate (unless `--keep-going`), and the
-failure is printed with the rule it broke and the exact command that replays it.
+failure is printed with the rule it broke and the exact command that replays it. A seed on
+which timerlab itself failed is a harness error, kept apart from the verdicts.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ class GateResult:
 
     outcomes: list[Outcome] = field(default_factory=list)
     failures: list[Outcome] = field(default_factory=list)
+    """Seeds whose verdict is FAIL."""
+    errors: list[Outcome] = field(default_factory=list)
+    """Seeds on which timerlab itself failed."""
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.errors
 
     def exercised(self) -> Counter[str]:
         """How many runs exercised each fault kind."""
@@ -45,21 +49,37 @@ class GateResult:
                     kinds[fault.split("@")[0]] += 1
         return kinds
 
-    def summary(self) -> str:
-        """The one-line summary printed when the gate passes."""
-        stats: Counter[str] = Counter()
-        declared: Counter[str] = Counter()
+    def totals(self) -> Counter[str]:
+        """Timers armed and fired, over every seed."""
+        totals: Counter[str] = Counter()
         for outcome in self.outcomes:
-            stats.update(
+            totals.update(
                 {k: int(v) for k, v in outcome.stats.items() if k in {"instances", "fires"}}
             )
-            declared.update(outcome.declared)
+        return totals
+
+    def declared(self) -> Counter[str]:
+        """Declared losses by class, over every seed."""
+        declared: Counter[str] = Counter()
+        for outcome in self.outcomes:
+            declared.update({k: v for k, v in outcome.declared.items() if v})
+        return declared
+
+    def slowest(self, count: int = 3) -> list[Outcome]:
+        return sorted(self.outcomes, key=lambda o: -o.seconds)[:count]
+
+    def summary(self) -> str:
+        """What the gate did, also when it passed: seeds, timers, faults, declared losses."""
+        totals = self.totals()
         faults = ", ".join(f"{kind}×{count}" for kind, count in sorted(self.exercised().items()))
-        losses = ", ".join(f"{k} {v}" for k, v in sorted(declared.items())) or "none"
+        losses = ", ".join(f"{k} {v}" for k, v in sorted(self.declared().items())) or "none"
+        slow = ", ".join(f"{o.seed} ({o.seconds:.1f} s)" for o in self.slowest())
+        passed = len(self.outcomes) - len(self.failures) - len(self.errors)
         return (
-            f"{len(self.outcomes)} seeds passed in {self.seconds:.0f} s; "
-            f"{stats['instances']} timers armed, {stats['fires']} fired; "
-            f"faults exercised: {faults or 'none'}; declared losses: {losses}"
+            f"{passed} of {len(self.outcomes)} seeds passed in {self.seconds:.0f} s; "
+            f"{totals['instances']} timers armed, {totals['fires']} fired; "
+            f"faults exercised: {faults or 'none'}; declared losses: {losses}; "
+            f"slowest seeds: {slow or 'none'}"
         )
 
 
@@ -92,9 +112,10 @@ def run_gate(
                     if outcome.ok:
                         shutil.rmtree(outcome.out_dir, ignore_errors=True)
                     else:
-                        result.failures.append(_keep(outcome, keep_dir))
-                        bar.set_postfix(failed=len(result.failures))
-                if result.failures and not keep_going:
+                        kept = _keep(outcome, keep_dir)
+                        (result.errors if kept.error else result.failures).append(kept)
+                        bar.set_postfix(failed=len(result.failures), errors=len(result.errors))
+                if (result.failures or result.errors) and not keep_going:
                     for future in running:
                         future.cancel()
                     break
@@ -104,6 +125,7 @@ def run_gate(
         shutil.rmtree(scratch, ignore_errors=True)
     result.outcomes.sort(key=lambda o: o.seed)
     result.failures.sort(key=lambda o: o.seed)
+    result.errors.sort(key=lambda o: o.seed)
     result.seconds = time.monotonic() - started
     return result
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.checks import Verdict, check_run
 from harness.logs import configure_logging
@@ -27,6 +29,10 @@ class Outcome:
     stats: dict[str, float]
     first_violation: str
     out_dir: str
+    seconds: float = 0.0
+    """Wall time of the seed (simulation and check)."""
+    error: str = ""
+    """Set when timerlab itself failed on this seed (a harness error, not a verdict)."""
 
 
 def run_and_check(spec: RunSpec, out_dir: Path) -> tuple[Verdict, str]:
@@ -34,17 +40,38 @@ def run_and_check(spec: RunSpec, out_dir: Path) -> tuple[Verdict, str]:
     result = run_world(spec, out_dir)
     verdict = check_run(out_dir)
     (out_dir / "verdict.txt").write_text(verdict.table() + "\n", encoding="utf-8")
-    import json
-
     (out_dir / "verdict.json").write_text(json.dumps(verdict.to_data(), indent=2) + "\n")
     return verdict, result.history_hash
 
 
 def run_seed(args: tuple[RunSpec, str]) -> Outcome:
-    """Process-pool entry point: one seed, quiet logs."""
+    """Process-pool entry point: one seed, quiet logs.
+
+    A failure of timerlab itself is returned, not raised, with its traceback written to
+    `harness-error.txt` in the run's directory, so one bad seed never stops the others.
+    """
     spec, out_dir = args
     configure_logging(logging.ERROR)
-    verdict, digest = run_and_check(spec, Path(out_dir))
+    started = time.monotonic()
+    try:
+        verdict, digest = run_and_check(spec, Path(out_dir))
+    except Exception as exc:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "harness-error.txt").write_text(traceback.format_exc())
+        return Outcome(
+            seed=spec.seed,
+            scenario=spec.scenario,
+            ok=False,
+            history_hash="",
+            rules={},
+            declared={},
+            exercised={},
+            stats={},
+            first_violation="",
+            out_dir=out_dir,
+            seconds=time.monotonic() - started,
+            error=f"{type(exc).__name__}: {exc}",
+        )
     first = verdict.violations[0] if verdict.violations else None
     return Outcome(
         seed=spec.seed,
@@ -57,8 +84,5 @@ def run_seed(args: tuple[RunSpec, str]) -> Outcome:
         stats=verdict.stats,
         first_violation="" if first is None else f"{first.rule}: {first.message}",
         out_dir=out_dir,
+        seconds=time.monotonic() - started,
     )
-
-
-def summary_data(outcome: Outcome) -> dict[str, Any]:
-    return outcome.__dict__.copy()

@@ -95,7 +95,11 @@ class SimPod(TaskOwner):
             return
         self.incarnation += 1
         sink = self._sink_of(self.incarnation)
-        store = self.world.build_store(self, sink)
+        try:
+            store = self.world.build_store(self, sink)
+        except Exception as exc:  # the user's store cannot be built: this pod cannot boot
+            self.record("store_error", op="create", error=type(exc).__name__, message=str(exc))
+            return
         service = TimerService(
             store, self.clock, self._fire, settings=self.world.spec.settings, sink=sink
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,54 @@ def test_gate_usage_errors_exit_2(capsys) -> None:  # type: ignore[no-untyped-de
     err = capsys.readouterr().err
     assert err.count("timerlab:") == 3
     assert "Traceback" not in err
+
+
+def test_a_failure_of_timerlab_itself_exits_3_with_one_line_and_the_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.simrun
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("the simulator broke")
+
+    monkeypatch.setattr(harness.simrun, "run_world", broken)
+    out = str(tmp_path / "run")
+    assert main(["-q", "sim", "--seed", "5", "--out", out, "--no-report"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "internal error (RuntimeError: the simulator broke)" in err
+    assert "replay: timerlab replay --scenario swarm --seed 5" in err
+    # The gate reports each harness error apart from the verdicts.
+    gate = ["-q", "gate", "--seeds", "3", "--keep-going", "--out", out]
+    gate += ["--junit", str(tmp_path / "j.xml")]
+    assert main(gate) == 3
+    captured = capsys.readouterr()
+    assert captured.out.count("HARNESS ERROR seed") == 3
+    assert "Traceback" not in captured.err
+    assert (tmp_path / "j.xml").read_text().count('type="harness_error"') == 3
+
+
+def test_junit_and_json_outputs_give_one_entry_per_seed(tmp_path: Path) -> None:
+    from junitparser import Failure, JUnitXml
+
+    junit, summary = tmp_path / "gate.xml", tmp_path / "gate.json"
+    store = "tests.fixtures.broken_stores.DropsSessionStore"
+    args = ["-q", "gate", "--seeds", "4", "--keep-going", "--store", store]
+    args += ["--out", str(tmp_path / "runs"), "--junit", str(junit), "--json", str(summary)]
+    assert main(args) == 1
+    suites = list(JUnitXml.fromfile(str(junit)))
+    cases = [case for suite in suites for case in suite]
+    assert [case.name for case in cases] == [f"seed {seed}" for seed in range(1, 5)]
+    for case in cases:
+        [failure] = case.result
+        assert isinstance(failure, Failure)
+        assert "payload" in failure.message
+        assert "replay: timerlab replay --scenario swarm --seed" in failure.text
+        assert "report: " in failure.text
+    data = json.loads(summary.read_text())
+    assert [item["seed"] for item in data["seeds"]] == [1, 2, 3, 4]
+    assert all(not item["passed"] and item["rules"]["payload"] > 0 for item in data["seeds"])
+    assert all(len(item["history_hash"]) == 64 for item in data["seeds"])
+    assert data["failed"] == [1, 2, 3, 4]
+    assert data["armed"] > 0
+    assert data["fired"] > 0
