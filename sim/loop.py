@@ -46,7 +46,14 @@ OWNER: contextvars.ContextVar[TaskOwner | None] = contextvars.ContextVar("sim_ow
 
 
 class SimulationStalled(RuntimeError):
-    """asyncio waits for something that no SimPy event or timer will ever bring."""
+    """asyncio waits for something that no SimPy event or timer will ever bring, or spins
+    without letting simulated time move on."""
+
+
+STALL_ITERATIONS = 1_000_000
+"""Event-loop iterations at one simulated instant that mean a livelock (a task that keeps
+rescheduling itself with no delay), not work: the run fails as a harness error instead of
+hanging its gate."""
 
 
 class _SimSelector(selectors.DefaultSelector):
@@ -55,8 +62,19 @@ class _SimSelector(selectors.DefaultSelector):
     def __init__(self, env: simpy.Environment) -> None:
         super().__init__()
         self._env = env
+        self._frozen_at = -1.0
+        self._frozen_for = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if self._env.now == self._frozen_at:
+            self._frozen_for += 1
+            if self._frozen_for > STALL_ITERATIONS:
+                raise SimulationStalled(
+                    f"simulated time stopped at {self._env.now!r}: {STALL_ITERATIONS} loop "
+                    "iterations without it moving on"
+                )
+        else:
+            self._frozen_at, self._frozen_for = self._env.now, 0
         ready = super().select(0)  # the loop's self-pipe; never wait on real file descriptors
         if ready or (timeout is not None and timeout <= 0):
             return ready

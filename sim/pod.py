@@ -12,6 +12,7 @@ timers included.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,16 @@ if TYPE_CHECKING:
     from sim.world import World
 
 
+def until_next_tick(now: float, interval: float) -> float:
+    """Seconds from `now` to the next multiple of `interval` strictly after it.
+
+    A time a rounding error short of a multiple counts as that multiple: `now % interval` of
+    21.999999999999996 is a hair below 1, and a delay of 4e-15 added to `now` rounds back to
+    `now`, so time would never move on (a poll in zero simulated time, forever).
+    """
+    return (math.floor(now / interval + 1e-9) + 1) * interval - now
+
+
 class LockStepPacer:
     """Every pod polls at the same instants: the multiples of the poll interval.
 
@@ -43,8 +54,7 @@ class LockStepPacer:
         self.interval = interval
 
     def next_delay(self, last: PollResult | None) -> float:
-        now = asyncio.get_running_loop().time()
-        return self.interval - (now % self.interval) or self.interval
+        return until_next_tick(asyncio.get_running_loop().time(), self.interval)
 
 
 class SimPod(TaskOwner):

@@ -24,7 +24,7 @@ from sim.custom import RemoteStore
 from sim.faults import Fault
 from sim.loop import AsyncBridge, SimEventLoop, run_simulation
 from sim.network import SimConnection
-from sim.pod import SimPod, seeded
+from sim.pod import SimPod, seeded, until_next_tick
 from sim.redis_server import EmbeddedRedis, Snapshot
 from sim.spec import RunSpec
 from sim.workload import Conversation, conversations
@@ -189,8 +189,9 @@ class World:
             if step.at_deadline and self.spec.workload.racing:
                 # Land inside the claiming poll: after it has listed the due timer, before it
                 # deletes it (one and a half one-way latencies after the lock-step poll starts).
-                interval = self.spec.settings.poll_interval
-                yield self.env.timeout(interval - self.env.now % interval or interval)
+                yield self.env.timeout(
+                    until_next_tick(self.env.now, self.spec.settings.poll_interval)
+                )
                 yield self.env.timeout(1.5 * self.spec.latency)
             pod = self._route(sticky)
             if pod is None:

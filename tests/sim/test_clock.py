@@ -7,6 +7,7 @@ import simpy
 
 from sim.clock import EPOCH, SimClock
 from sim.faults import Fault, FaultPlan
+from sim.pod import until_next_tick
 
 
 def _at(env: simpy.Environment, when: float) -> None:
@@ -67,3 +68,15 @@ def test_no_two_pods_ever_differ_by_more_than_the_plans_tolerance() -> None:
         errors.append((clocks[0].error(), clocks[1].error()))
     every = [error for pair in errors for error in pair]
     assert max(every) - min(every) <= tolerance + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [(21.5, 0.5), (22.0, 1.0), (21.999999999999996, 1.0), (0.0, 1.0), (3.0000000000000004, 1.0)],
+)
+def test_the_next_lock_step_tick_is_always_ahead(now: float, expected: float) -> None:
+    """Swarm seed 1970: a poll at 21.999999999999996 asked to wait 4e-15 s, which rounds back
+    to the same instant, so simulated time never moved on again."""
+    delay = until_next_tick(now, 1.0)
+    assert delay == pytest.approx(expected, abs=1e-9)
+    assert now + delay > now
