@@ -119,6 +119,7 @@ class Verdict:
             lines.append("  faults exercised:")
             lines += [f"    {fault:<32} {evidence}" for fault, evidence in self.exercised.items()]
         lines.append("  stats: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.stats.items()))
+        lines += [f"  note: {note}" for note in self.info.notes]
         for violation in self.violations[:20]:
             rows = ",".join(str(r) for r in violation.rows[:8])
             lines.append(f"  ! {violation.rule}: {violation.message} (rows {rows})")
@@ -279,6 +280,8 @@ class _Checker:
         self.raw_refires = 0
         self.fires_ok: dict[str, list[dict[str, Any]]] = {}
         self.keys = KeyScheme(info.key_prefix, info.buckets)
+        self.in_redis = {"redis", "custom"} if info.custom_in_redis else {"redis"}
+        """Origins whose instances live in Redis, and die with what a restart loses."""
         self.end = info.end or (rows[-1]["t"] if rows else 0.0)
 
     # -- union-find over instances: logical timers -----------------------------------------
@@ -445,11 +448,14 @@ class _Checker:
             return
         instance = row["instance"]
         version = int(row["version"] or 0)
+        # Applied at some point of the merge call, which may have begun before a Redis
+        # restart that then lost it (swarm seed 2217): ordered from the call's start.
+        began = _started(row)
         if instance and instance in self.instances:
             # Merged under its own id: the same instance now lives in Redis.
             moved = self.instances[instance]
             moved.origin, moved.version, moved.done = "redis", version, row["t"]
-            moved.written = row["t"]
+            moved.written = began
         elif instance and row["scheduled_time"] is not None:
             item = Instance(
                 id=instance,
@@ -458,7 +464,7 @@ class _Checker:
                 pod=row["pod"],
                 version=version,
                 scheduled_time=row["scheduled_time"],
-                start=row["t"],
+                start=began,
                 done=row["t"],
                 row=row["seq"],
             )
@@ -471,7 +477,7 @@ class _Checker:
                 if source in self.instances:
                     item.payload = self.instances[source].payload
         self.writes[row["sender_id"]].append(
-            Write(row["sender_id"], "redis", version, row["t"], row["seq"], instance, row["t"])
+            Write(row["sender_id"], "redis", version, row["t"], row["seq"], instance, began)
         )
 
     # -- helpers --------------------------------------------------------------------------------
@@ -660,7 +666,7 @@ class _Checker:
                 else write.done > instance.done
             )
             if newer and write.done <= claim_start - EPSILON:
-                lost = order == "redis" and self.restart_loses(
+                lost = order in self.in_redis and self.restart_loses(
                     write.start, write.version, write.sender
                 )
                 if lost:
@@ -720,17 +726,18 @@ class _Checker:
         return item
 
     def _landed(self, instance: Instance, claim: dict[str, Any]) -> None:
-        """A claim from Redis of a write whose reply never came (its pod crashed mid-call, or
-        it timed out into the fallback): it landed after all, and superseded whatever its
-        sender had armed in Redis before (swarm seeds 1122, 1848). When it completed is
-        unknown, so it never makes another claim "superseded"."""
-        if claim["origin"] != "redis" or any(
-            w.order == "redis" and w.instance == instance.id for w in self.writes[instance.sender]
+        """A claim from the store of a write whose reply never came (its pod crashed mid-call,
+        or it timed out, into the fallback or to the user): it landed after all, and
+        superseded whatever its sender had armed there before (swarm seeds 1122, 1848; the
+        example store's seed 2). It landed by the time it was claimed, at the latest."""
+        order = claim["origin"]
+        if order not in {"redis", "custom"} or any(
+            w.order == order and w.instance == instance.id for w in self.writes[instance.sender]
         ):
             return
         version = int(claim["version"] or 0)
         self.writes[instance.sender].append(
-            Write(instance.sender, "redis", version, math.inf, claim["seq"], instance.id,
+            Write(instance.sender, order, version, _started(claim), claim["seq"], instance.id,
                   instance.written)
         )  # fmt: skip
 
@@ -785,7 +792,11 @@ class _Checker:
             ):
                 self.declared["write_failed_crash"] += 1
                 continue
-            if any(s - EPSILON <= t <= e + margin for s, e in self._cut_spans(pod)):
+            # A pod in its fallback (until it merges back, after the fault) may refuse writes
+            # so a degraded-aware balancer retries them on a peer (`refusing_fallback`).
+            if self._active_at(pod, t) or any(
+                s - EPSILON <= t <= e + margin for s, e in self._cut_spans(pod)
+            ):
                 self.declared["write_failed_outage"] += 1
                 continue
             error = "no reply" if cause is None else cause["d"].get("error")
@@ -839,7 +850,9 @@ class _Checker:
         for fire_id, attempts in starts.items():
             for previous, current in itertools.pairwise(attempts):
                 self.raw_refires += 1
-                if not self._refire_explained(fire_id, previous, current, claims):
+                if current["origin"] == "custom":
+                    self._claimed_twice(fire_id, previous, current)
+                elif not self._refire_explained(fire_id, previous, current, claims):
                     self.violations.append(
                         Violation(
                             "unexplained_refire",
@@ -848,6 +861,28 @@ class _Checker:
                             (previous["seq"], current["seq"]),
                         )
                     )
+
+    def _claimed_twice(
+        self, fire_id: str, previous: dict[str, Any], current: dict[str, Any]
+    ) -> None:
+        """A five-method store's timer fired twice: its conditional delete succeeded twice.
+
+        Such a store holds no leases, so nothing re-fires a claim: the only excuse is a Redis
+        restart in between that brought the deleted timer back (a declared resurrection).
+        """
+        for restart in self.restarts:
+            if previous["t"] <= restart["t"] <= current["t"] + EPSILON:
+                self.declared[f"{restart['cause']}_resurrection"] += 1
+                return
+        self.violations.append(
+            Violation(
+                "duplicate",
+                f"{previous['sender_id']}: {fire_id} fired by {previous['pod']} and again by "
+                f"{current['pod']}: two conditional deletes of one timer both succeeded, or a "
+                "retried write armed it again after it fired",
+                (previous["seq"], current["seq"]),
+            )
+        )
 
     def _refire_explained(
         self,
@@ -985,7 +1020,7 @@ class _Checker:
                     return "crash_between_claim_and_fire"
             if member.origin == "custom" and self._claim_in_flight_at_crash(member):
                 return "crash_between_claim_and_fire"
-            lost = member.origin == "redis" and self.restart_loses(
+            lost = member.origin in self.in_redis and self.restart_loses(
                 member.written, member.version, member.sender
             )
             if lost:

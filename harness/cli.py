@@ -8,6 +8,7 @@ traceback reaches the user unless `TIMERLAB_TRACEBACK=1` asks for it.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.logs import configure_logging
 from harness.topology import TopologyError
@@ -94,7 +96,15 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--scenario", default="swarm", choices=SCENARIOS, metavar="NAME")
         if seed_required:
             command.add_argument("--seed", type=int, required=True)
-        command.add_argument("--store", help="a store class or pod-stack factory to test")
+        command.add_argument(
+            "--store", help="a store class (one shared instance) or a pod-stack factory to test"
+        )
+        command.add_argument(
+            "--store-config",
+            type=Path,
+            metavar="ENDPOINTS_YML",
+            help="an endpoints.yml: each pod builds its own store from its timer_store section",
+        )
         command.add_argument("--pods", type=int, default=3)
         command.add_argument("--plan", type=Path, help="a fault plan (YAML/JSON) to use instead")
         command.add_argument(
@@ -211,15 +221,21 @@ def _spec(args: argparse.Namespace, seed: int | None = None) -> RunSpec:
     """The RunSpec the options describe, checked before anything runs."""
     import dataclasses
 
+    from sim.custom import resolve_store_target
     from sim.scenarios import build_spec
-    from store.config import load_store_class
 
     if args.pods < 1:
         raise UsageError("--pods must be at least 1")
+    if args.store and args.store_config:
+        raise UsageError("give --store or --store-config, not both")
     if args.store:
-        _check_store(args.store, load_store_class)
+        resolve_store_target(args.store)
     spec = build_spec(
-        args.scenario, args.seed if seed is None else seed, pods=args.pods, store=args.store
+        args.scenario,
+        args.seed if seed is None else seed,
+        pods=args.pods,
+        store=args.store,
+        store_config=_store_section(args.store_config),
     )
     if args.plan:
         spec = spec.with_plan(FaultPlan.load(args.plan, args.pods))
@@ -232,29 +248,33 @@ def _spec(args: argparse.Namespace, seed: int | None = None) -> RunSpec:
     return spec
 
 
-def _check_store(path: str, load_store_class: Callable[[str], type]) -> None:
-    """A store class, or a callable pod-stack factory; anything else is a config error."""
-    import importlib
+@functools.cache
+def _store_section(path: Path | None) -> dict[str, Any] | None:
+    """The `timer_store` section of an endpoints file, checked as production would check it."""
+    if path is None:
+        return None
+    from store.config import load_endpoint_config, load_store_class
+    from store.redis.settings import RedisSettings
 
-    module_name, _, name = path.rpartition(".")
-    if not module_name:
-        raise UsageError(f"--store {path!r}: give a module path, pkg.module.Name")
-    try:
-        target = getattr(importlib.import_module(module_name), name, None)
-    except ImportError as exc:
-        raise TimerStoreConfigError(
-            "type", f"cannot import module {module_name!r}: {exc}"
-        ) from None
-    if isinstance(target, type):
-        load_store_class(path)
-    elif not callable(target):
-        raise TimerStoreConfigError("type", f"{path!r} is not a store class or a factory")
+    config = load_endpoint_config(path)
+    if config is None:
+        raise UsageError(f"{path}: no timer_store section")
+    kind = config.type or "in_memory"
+    if kind in {"in_memory", "in-memory", "memory"}:
+        raise UsageError(f"{path}: an in-memory store cannot be shared by pods; nothing to gate")
+    if kind == "redis":
+        RedisSettings.from_endpoint_config(config)
+    else:
+        load_store_class(kind)
+    return config.as_dict()
 
 
 def _replay_command(args: argparse.Namespace, seed: int) -> str:
     parts = ["timerlab replay", f"--scenario {args.scenario}", f"--seed {seed}"]
     if args.store:
         parts.append(f"--store {args.store}")
+    if args.store_config:
+        parts.append(f"--store-config {args.store_config}")
     if args.pods != 3:
         parts.append(f"--pods {args.pods}")
     if args.plan:

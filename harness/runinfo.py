@@ -7,6 +7,7 @@ run record as they happen.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,6 +35,11 @@ class RunInfo:
     """Largest clock offset between two pods during the run (the early-fire tolerance S)."""
     buckets: int = 1
     key_prefix: str | None = None
+    custom_in_redis: bool = False
+    """A five-method store whose own client keeps its timers in the run's Redis (built by each
+    pod from a `timer_store` section): what a Redis restart loses, it loses too."""
+    notes: tuple[str, ...] = ()
+    """What a reader of the verdict must know about how the store was run."""
     end: float = 0.0
     """True time at which the run ended."""
 
@@ -41,7 +47,8 @@ class RunInfo:
     def load(cls, path: Path) -> RunInfo:
         data = json.loads(path.read_text(encoding="utf-8"))
         if "spec" in data:  # a simulated run
-            return cls.from_sim(data["spec"], data["duration"])
+            info = cls.from_sim(data["spec"], data["duration"])
+            return dataclasses.replace(info, notes=tuple(data.get("notes", ())))
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.get("info", data).items() if k in known})
 
@@ -66,6 +73,7 @@ class RunInfo:
             fire_duration=spec["fire_duration"],
             max_skew=plan.max_skew(),
             buckets=spec["buckets"],
+            custom_in_redis=(spec.get("store_config") or {}).get("type") not in (None, "redis"),
             end=duration,
         )
 

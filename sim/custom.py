@@ -9,12 +9,14 @@ The store itself is used through the five documented methods only, as a user's s
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sim.network import PodLink, until_resumed
 from store.base import SessionTimerStore
-from store.errors import StoreUnavailableError
+from store.config import load_store_class
+from store.errors import StoreUnavailableError, TimerStoreConfigError
 from store.timer import SessionTimer
 
 T = TypeVar("T")
@@ -70,3 +72,22 @@ class RemoteStore(SessionTimerStore):
 
     async def get_expired_timers(self, cutoff_time: float | None = None) -> list[SessionTimer]:
         return await self._remote(lambda: self.shared.get_expired_timers(cutoff_time))
+
+
+def resolve_store_target(path: str) -> type | Callable[..., SessionTimerStore]:
+    """What `--store pkg.module.name` names: a store class (checked as `endpoints.yml`'s
+    `type` is), or a pod-stack factory `f(context) -> store`."""
+    module_name, _, name = path.rpartition(".")
+    if not module_name:
+        raise TimerStoreConfigError("type", f"{path!r}: give a module path, pkg.module.Name")
+    try:
+        target = getattr(importlib.import_module(module_name), name, None)
+    except ImportError as exc:
+        raise TimerStoreConfigError(
+            "type", f"cannot import module {module_name!r}: {exc}"
+        ) from None
+    if isinstance(target, type):
+        return load_store_class(path)
+    if callable(target):
+        return target  # type: ignore[no-any-return]
+    raise TimerStoreConfigError("type", f"{path!r} is not a store class or a factory")

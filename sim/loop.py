@@ -21,7 +21,6 @@ import asyncio
 import contextvars
 import math
 import selectors
-import weakref
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
@@ -31,10 +30,22 @@ T = TypeVar("T")
 
 
 class TaskOwner:
-    """Something whose tasks can all be cancelled at once (a simulated pod)."""
+    """Something whose tasks can all be cancelled at once (a simulated pod).
+
+    Its unfinished tasks are kept in the order they were created, and cancelled in that
+    order: the order of their cancellations decides the order of what is recorded next, so it
+    must not depend on memory addresses (a set's order does).
+    """
 
     def __init__(self) -> None:
-        self.tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self.tasks: dict[asyncio.Task[Any], None] = {}
+
+    def own(self, task: asyncio.Task[Any]) -> None:
+        self.tasks[task] = None
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.pop(task, None)
 
     def cancel_tasks(self) -> None:
         for task in list(self.tasks):
@@ -110,7 +121,7 @@ def _owned_task(
     task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context)
     owner = context.get(OWNER) if context is not None else OWNER.get()
     if owner is not None:
-        owner.tasks.add(task)
+        owner.own(task)
     return task
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable
+from typing import Any
 
 from sim.faults import Fault, FaultPlan, lost_window, random_fault, swarm_plan
 from sim.spec import RunSpec
@@ -111,7 +112,14 @@ PLANS: dict[str, Callable[[random.Random, int], FaultPlan]] = {
 SCENARIOS = (*PLANS, "swarm")
 
 
-def build_spec(name: str, seed: int, *, pods: int = 3, store: str | None = None) -> RunSpec:
+def build_spec(
+    name: str,
+    seed: int,
+    *,
+    pods: int = 3,
+    store: str | None = None,
+    store_config: dict[str, Any] | None = None,
+) -> RunSpec:
     """The run of scenario `name` with `seed`."""
     rng = _rng(name, seed)
     workload = WorkloadSpec()
@@ -148,4 +156,5 @@ def build_spec(name: str, seed: int, *, pods: int = 3, store: str | None = None)
         settings=settings,
         latency_jitter=latency_jitter,
         store=store,
+        store_config=store_config,
     )

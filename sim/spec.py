@@ -38,7 +38,10 @@ class RunSpec:
     drain: float = 40.0
     """Simulated seconds after the last conversation event, so every timer can fire."""
     store: str | None = None
-    """A store class or pod-stack factory (`pkg.module.name`); None is the reference stack."""
+    """A store class (one shared instance) or pod-stack factory (`pkg.module.name`)."""
+    store_config: dict[str, Any] | None = None
+    """A `timer_store` section from which each pod builds its own store, as in production.
+    Neither: the reference stack."""
 
     def duration(self, last_event: float) -> float:
         """When the run ends: the last traffic or fault, plus the drain."""

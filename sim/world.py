@@ -17,23 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import simpy
-from redis.asyncio import ConnectionPool, Redis
 
 from harness.history import HistoryWriter, history_hash
-from sim.custom import RemoteStore
+from sim.custom import RemoteStore, resolve_store_target
 from sim.faults import Fault
 from sim.loop import AsyncBridge, SimEventLoop, run_simulation
-from sim.network import SimConnection
 from sim.pod import SimPod, seeded, until_next_tick
 from sim.redis_server import EmbeddedRedis, Snapshot
+from sim.routing import SIM_PORT, SYNC_NOTE, Route, pod_host, pod_section, routed
 from sim.spec import RunSpec
 from sim.workload import Conversation, conversations
 from store.base import SessionTimerStore
-from store.config import EndpointConfig, load_store_class
+from store.config import EndpointConfig, create_timer_store
 from store.events import EventSink
 from store.fallback import FallbackTimerStore
+from store.options import ServiceSettings
 from store.redis import RedisTimerStore
-from store.redis.clients import no_retry
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,9 @@ class PodContext:
 
     def reference_stack(self) -> FallbackTimerStore:
         """The reference stack: `FallbackTimerStore(RedisTimerStore)` on the embedded Redis."""
-        return self.world.reference_stack(self.pod, self.sink)
+        stack = self.world.reference_stack(self.pod, self.sink)
+        assert isinstance(stack, FallbackTimerStore)
+        return stack
 
 
 class World:
@@ -83,6 +84,8 @@ class World:
         """What the Redis restart in progress will load (restarts never overlap)."""
         self._factory: Callable[[PodContext], SessionTimerStore] | None = None
         self._store_class: type | None = None
+        self.notes: list[str] = []
+        """What a reader of the verdict must know about how the store was run."""
         self._resolve_store()
         if stack_factory is not None:
             self._factory = stack_factory
@@ -93,18 +96,17 @@ class World:
     # -- stores -----------------------------------------------------------------------------
 
     def _resolve_store(self) -> None:
-        if self.spec.store is None:
-            return
-        module_name, _, name = self.spec.store.rpartition(".")
-        import importlib
-
-        target = getattr(importlib.import_module(module_name), name, None)
-        if isinstance(target, type):
-            self._store_class = load_store_class(self.spec.store)
-        elif callable(target):
-            self._factory = target
-        else:
-            raise ValueError(f"--store {self.spec.store}: not a store class or a factory")
+        if self.spec.store is not None:
+            target = resolve_store_target(self.spec.store)
+            if isinstance(target, type):
+                self._store_class = target
+                self.notes.append(
+                    f"--store {self.spec.store}: one shared instance stood for the store's "
+                    "backend; its own client was not on the simulated network (gate a store "
+                    "on Redis with --store-config, as each pod builds it in production)"
+                )
+            else:
+                self._factory = target
 
     def build_store(self, pod: SimPod, sink: EventSink) -> SessionTimerStore:
         """The store stack of one pod incarnation, reporting to `sink`."""
@@ -115,23 +117,40 @@ class World:
                 config = EndpointConfig(type=self.spec.store)
                 self._shared = self._store_class(endpoint_config=config)
             return RemoteStore(self._shared, pod.link, self.spec.socket_timeout)
+        if self.spec.store_config is not None:
+            return self.configured_store(pod, sink)
         return self.reference_stack(pod, sink)
 
-    def reference_stack(self, pod: SimPod, sink: EventSink) -> FallbackTimerStore:
-        pool = ConnectionPool(
-            connection_class=SimConnection,
-            link=pod.link,
-            server=self.redis.server,
-            socket_timeout=self.spec.socket_timeout,
-            decode_responses=True,
-        )
-        client = Redis(connection_pool=pool, retry=no_retry())
+    def configured_store(self, pod: SimPod, sink: EventSink) -> SessionTimerStore:
+        """The store a pod builds from the run's `timer_store` section, as production does,
+        its connection settings pointed at this pod's simulated network."""
+        section = pod_section(self.spec.store_config or {}, pod.index)
+        config = EndpointConfig.from_dict(section)
+        if config.type == "redis":
+            return self.reference_stack(pod, sink, section)
+        return create_timer_store(config)
+
+    def reference_stack(
+        self, pod: SimPod, sink: EventSink, section: dict[str, Any] | None = None
+    ) -> SessionTimerStore:
+        """`FallbackTimerStore(RedisTimerStore)` as production builds it from `section` (by
+        default the run's settings), on this pod's simulated network. Its ids come from the
+        run's seed and its fallback dates outages by the pod's clock."""
+        section = section or {
+            "type": "redis",
+            "host": pod_host(pod.index),
+            "port": SIM_PORT,
+            "db": 0,
+            "buckets": self.spec.buckets,
+            "socket_timeout": self.spec.socket_timeout,
+            "socket_connect_timeout": self.spec.socket_timeout,
+        }
+        config = EndpointConfig.from_dict(section)
         primary = RedisTimerStore(
-            EndpointConfig(type="redis", host="embedded-redis", db=0, buckets=self.spec.buckets),
-            client=client,
-            rng=self.rng(f"epoch:{pod.index}:{pod.incarnation}"),
-            sink=sink,
+            config, rng=self.rng(f"epoch:{pod.index}:{pod.incarnation}"), sink=sink
         )
+        if not ServiceSettings.from_mapping(config.kwargs).fallback:
+            return primary
         return FallbackTimerStore(
             primary,
             clock=pod.clock,
@@ -140,6 +159,16 @@ class World:
             memory_prefix=f"{pod.name}.{pod.incarnation}",
         )
 
+    def _routes(self) -> dict[str, Route]:
+        def sync_client() -> None:
+            if SYNC_NOTE not in self.notes:
+                self.notes.append(SYNC_NOTE)
+
+        return {
+            pod_host(pod.index): Route(pod.link, self.redis.server, sync_client)
+            for pod in self.pods
+        }
+
     # -- running ----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
@@ -147,29 +176,30 @@ class World:
         traffic = conversations(
             self.spec.workload, self.rng("workload"), self.rng("workload:payloads")
         )
-        for pod in self.pods:
-            pod.start()
-        last = 0.0
-        for conversation in traffic:
-            self.env.process(self._conversation(conversation))
-            last = max(last, conversation.start + sum(step.delay for step in conversation.steps))
-        for index, fault in enumerate(self.spec.plan.faults):
-            self.env.process(self._fault(index, fault))
-        duration = self.spec.duration(last)
-        self._record_world("run_start", scenario=self.spec.scenario, seed=self.spec.seed)
-        with _event_loop(self.loop):
+        with routed(self._routes()), _event_loop(self.loop), _seeded_random(self.spec.seed):
+            for pod in self.pods:
+                pod.start()
+            last = 0.0
+            for conversation in traffic:
+                self.env.process(self._conversation(conversation))
+                steps = sum(step.delay for step in conversation.steps)
+                last = max(last, conversation.start + steps)
+            for index, fault in enumerate(self.spec.plan.faults):
+                self.env.process(self._fault(index, fault))
+            duration = self.spec.duration(last)
+            self._record_world("run_start", scenario=self.spec.scenario, seed=self.spec.seed)
             run_simulation(self.env, self.loop, duration)
             self._record_world("run_end")
             self.loop.run_until_complete(self._shutdown())
         self.history.close()
         run_file = self.out_dir / "run.json"
-        measured = {"redis_calls": sum(pod.link.calls for pod in self.pods)}
-        run_file.write_text(
-            json.dumps(
-                {"spec": self.spec.to_data(), "duration": duration, "measured": measured}, indent=2
-            )
-            + "\n"
-        )
+        data = {
+            "spec": self.spec.to_data(),
+            "duration": duration,
+            "measured": {"redis_calls": sum(pod.link.calls for pod in self.pods)},
+            "notes": self.notes,
+        }
+        run_file.write_text(json.dumps(data, indent=2) + "\n")
         history = self.out_dir / "history.csv"
         return RunResult(history, run_file, history_hash(history), duration)
 
@@ -329,6 +359,23 @@ def _bucket_seqs(snapshot: Snapshot) -> dict[str, int]:
         if kind == "hash" and name.endswith(":meta") and b"seq" in value:
             seqs[name[: -len(":meta")]] = int(value[b"seq"])
     return seqs
+
+
+@contextlib.contextmanager
+def _seeded_random(seed: int) -> Iterator[None]:
+    """The `random` module seeded from the run's seed while the run lasts.
+
+    timerlab draws from streams of its own; but a store's client may draw from the module
+    (redis-py jitters its retry backoff with it), and its draws decide simulated timing: a run
+    must stay a pure function of its seed, whatever store it runs. The caller's random state
+    is put back afterwards.
+    """
+    state = random.getstate()
+    random.seed(f"{seed}:module-random")
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 @contextlib.contextmanager

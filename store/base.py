@@ -34,6 +34,8 @@ class SessionTimerStore(ABC):
     """
 
     def __init__(self, endpoint_config: EndpointConfig | None = None) -> None:
+        """Keep the configuration (a subclass may ignore it: nothing here or in timerlab's
+        harness requires a store to keep any attribute beyond the five methods)."""
         self.endpoint_config = endpoint_config
 
     @abstractmethod
@@ -93,13 +95,17 @@ class SessionTimerStore(ABC):
             List of expired SessionTimer objects. Must not delete them.
         """
 
-    def _check_time_for_expired(self, cutoff_time: float | None) -> float:
-        """Return `cutoff_time` if set, otherwise the current wall-clock time."""
+    @staticmethod
+    def _check_time_for_expired(cutoff_time: float | None) -> float:
+        """Return `cutoff_time` if set, otherwise the current wall-clock time.
+
+        Static, as in the interface we implement: `SessionTimerStore._check_time_for_expired(t)`
+        works without an instance, and `self._check_time_for_expired(t)` as well.
+        """
         return time.time() if cutoff_time is None else cutoff_time
 
-    def _filter_expired(
-        self, timers: Iterable[SessionTimer], check_time: float
-    ) -> list[SessionTimer]:
+    @staticmethod
+    def _filter_expired(timers: Iterable[SessionTimer], check_time: float) -> list[SessionTimer]:
         """Keep the timers with `scheduled_time <= check_time` (the boundary is inclusive)."""
         return [timer for timer in timers if timer.scheduled_time <= check_time]
 

@@ -137,7 +137,11 @@ class FallbackTimerStore(SessionTimerStore):
         sink: EventSink = null_sink,
         memory_prefix: str | None = None,
     ) -> None:
-        config = endpoint_config if endpoint_config is not None else primary.endpoint_config
+        config = (
+            endpoint_config
+            if endpoint_config is not None
+            else getattr(primary, "endpoint_config", None)
+        )
         super().__init__(config)
         settings = ServiceSettings.from_mapping(config.kwargs if config is not None else {})
         self.primary = primary
@@ -464,16 +468,17 @@ class FallbackTimerStore(SessionTimerStore):
             if not self._pending:
                 return
             chunk = list(itertools.islice(self._pending.values(), RECONCILE_CHUNK))
+            started = self._pacing.now()
             try:
                 outcomes = await self._apply([item.entry for item in chunk])
             except PartialReconcileError as exc:
-                self._settle(exc.done)
+                self._settle(exc.done, self._pacing.now() - started)
                 self._mark_in_doubt()
                 raise
             except StoreUnavailableError:
                 self._mark_in_doubt()
                 raise
-            self._settle(outcomes)
+            self._settle(outcomes, self._pacing.now() - started)
 
     async def _apply(self, entries: list[JournalEntry]) -> list[ReconcileOutcome]:
         if not self.reconcile_enabled:
@@ -484,13 +489,15 @@ class FallbackTimerStore(SessionTimerStore):
             return await self.primary.reconcile(entries, self._horizon)  # type: ignore[attr-defined, no-any-return]
         return [await self._replay(entry) for entry in entries]
 
-    def _settle(self, outcomes: Sequence[ReconcileOutcome]) -> None:
+    def _settle(self, outcomes: Sequence[ReconcileOutcome], elapsed: float) -> None:
+        """Take the merged entries off the pending list; `elapsed` is how long the call that
+        merged them took (each was applied at some point of it)."""
         for outcome in outcomes:
             item = self._pending.pop(outcome.sender_id)
             if outcome.stamp is not None:
                 self._remember_own(outcome.sender_id, outcome.stamp.version)
             if self.reconcile_enabled:
-                self._record(item, outcome)
+                self._record(item, outcome, elapsed)
 
     def _remember_own(self, sender_id: str, version: int) -> None:
         """A version this pod put into the primary during this outage's merge: if the merge
@@ -537,7 +544,7 @@ class FallbackTimerStore(SessionTimerStore):
             )
         return ReconcileOutcome(entry.sender_id, True, None, 0, verified=False)
 
-    def _record(self, item: _Pending, outcome: ReconcileOutcome) -> None:
+    def _record(self, item: _Pending, outcome: ReconcileOutcome, elapsed: float) -> None:
         entry = item.entry
         self.stats.count("applied" if outcome.applied else "skipped")
         if not outcome.verified:
@@ -553,6 +560,7 @@ class FallbackTimerStore(SessionTimerStore):
             scheduled_time=None if entry.timer is None else entry.timer.scheduled_time,
             competing_version=outcome.competing_version,
             verified=outcome.verified,
+            elapsed=elapsed,
         )
 
     def _held_back(self, now: float) -> float:
