@@ -42,6 +42,7 @@ test: system-deps $(STAMP) lint
 	$(BIN)/timerlab -q gate --seeds 200 --out runs/gate --junit runs/gate/junit.xml
 	$(BIN)/timerlab -q gate --seeds 200 --first-seed commit --out runs/gate-fresh \
 		--junit runs/gate-fresh/junit.xml --json runs/gate-fresh/summary.json
+	$(BIN)/timerlab -q gate --seeds 40 --store-config examples/endpoints.yml --out runs/gate-example
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

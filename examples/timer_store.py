@@ -47,10 +47,13 @@ class ExampleRedisTimerStore(SessionTimerStore):
     def __init__(self, endpoint_config: EndpointConfig | None = None) -> None:
         super().__init__(endpoint_config)
         settings = endpoint_config.kwargs if endpoint_config else {}
-        options = {
+        options: dict[str, Any] = {
             "socket_timeout": float(settings.get("socket_timeout", 1.0)),
             "socket_connect_timeout": float(settings.get("socket_connect_timeout", 1.0)),
             "retry": Retry(NoBackoff(), retries=0),
+            # RESP2: with RESP3, redis-py 8 skips its check of idle pooled connections, and
+            # every connection left over from before a Redis restart fails its next call.
+            "protocol": 2,
             "decode_responses": True,
         }
         if endpoint_config is not None and endpoint_config.url:
@@ -106,7 +109,7 @@ class ExampleRedisTimerStore(SessionTimerStore):
 
     async def get_expired_timers(self, cutoff_time: float | None = None) -> list[SessionTimer]:
         cutoff = self._check_time_for_expired(cutoff_time)
-        senders = await self._redis.zrangebyscore(self._due, "-inf", cutoff)
+        senders = [str(s) for s in await self._redis.zrangebyscore(self._due, "-inf", cutoff)]
         if not senders:
             return []
         raws = await self._redis.hmget(self._data, senders)

@@ -28,7 +28,10 @@ Rules (each violation points at its history rows):
   explain it: that user was left without the timer they asked for, or with one they ended;
 - `store_error`: the store broke its contract: it raised something other than a connectivity
   error for a valid call, lacked a method, or returned the wrong type;
-- `vacuous`: nothing was armed, or nothing ever fired: such a run proves nothing.
+- `vacuous`: nothing was armed, or nothing ever fired: such a run proves nothing;
+- `loop_stall`: a pod's event loop stalled longer than the run's bound (real processes
+  measure it): every request and timer of that pod waited, as a synchronous Redis client
+  inside async methods makes them wait.
 
 Declared losses are counted by class and are never violations: what a Redis restart's
 persistence mode lost (writes, and resurrections of cancelled or claimed timers), fallback
@@ -168,6 +171,7 @@ RULES = (
     "write_failed",
     "store_error",
     "vacuous",
+    "loop_stall",
 )
 DECLARED = (
     "restart_lost_write",
@@ -1536,6 +1540,7 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
     checker.check_claims_and_fires()
     checker.check_lost_and_late(bound)
     checker.check_failed_writes()
+    lags = _loop_stalls(rows, info, checker.violations)
     exercised = checker.check_fallback(activation, deactivation)
     lateness = sorted(checker.lateness)
     fires = sum(len(v) for v in checker.fires_ok.values())
@@ -1561,6 +1566,7 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
         "lateness_p50": lateness[len(lateness) // 2] if lateness else 0.0,
         "lateness_p99": lateness[int(len(lateness) * 0.99)] if lateness else 0.0,
         "lateness_max": lateness[-1] if lateness else 0.0,
+        "loop_lag_max": max(lags, default=0.0),
     }
     bounds = [bound, activation, deactivation]
     return Verdict(
@@ -1573,6 +1579,29 @@ def check(rows: list[dict[str, Any]], info: RunInfo) -> Verdict:
         checker.fires,
         checker.timeline(),
     )
+
+
+def _loop_stalls(
+    rows: list[dict[str, Any]], info: RunInfo, violations: list[Violation]
+) -> list[float]:
+    """Every pod's worst event-loop lag per window (real processes record them); a lag over
+    the bound is a violation. Returns the lags."""
+    lags = []
+    for row in rows:
+        if row["kind"] != "loop_lag":
+            continue
+        lag = float(row["d"].get("lag", 0.0))
+        lags.append(lag)
+        if lag > info.loop_stall_bound:
+            violations.append(
+                Violation(
+                    "loop_stall",
+                    f"{row['pod']}: its event loop stalled {lag:.2f} s (bound "
+                    f"{info.loop_stall_bound:g} s): every request and timer of that pod waited",
+                    (row["seq"],),
+                )
+            )
+    return lags
 
 
 def _peak_backlog(checker: _Checker) -> int:

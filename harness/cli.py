@@ -173,6 +173,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--workers", type=int, default=0, help="Locust workers (distributed mode)")
     load.add_argument("--shape", choices=("steady", "ramp", "spike", "soak"), default="steady")
+    load.add_argument("--store", help="a store class each pod builds (type: pkg.module.Class)")
+    load.add_argument(
+        "--store-config",
+        type=Path,
+        metavar="ENDPOINTS_YML",
+        help="an endpoints.yml: each pod builds its store from its timer_store section",
+    )
+    load.add_argument(
+        "--loop-stall-bound",
+        type=float,
+        default=1.0,
+        help="longest event-loop stall a pod may have, in seconds (rule loop_stall)",
+    )
     load.add_argument("--out", type=Path, default=Path("runs/load"))
     load.set_defaults(handler=_load)
 
@@ -431,6 +444,8 @@ def _load(args: argparse.Namespace) -> int:
         workers=args.workers,
         shape=args.shape,
         out=args.out,
+        store_section=_load_store_section(args),
+        loop_stall_bound=args.loop_stall_bound,
     )
     try:
         result = run_load(options)
@@ -439,6 +454,20 @@ def _load(args: argparse.Namespace) -> int:
     print(result.summary())
     print(f"report: {build_report(result.out, verdict=result.verdict).index}")
     return 0 if result.verdict.ok else 1
+
+
+def _load_store_section(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The store a load run's pods build: --store (a class) or --store-config (a section)."""
+    if args.store and args.store_config:
+        raise UsageError("give --store or --store-config, not both")
+    if args.loop_stall_bound <= 0:
+        raise UsageError("--loop-stall-bound must be positive")
+    if args.store:
+        from store.config import load_store_class
+
+        load_store_class(args.store)
+        return {"type": args.store}
+    return _store_section(args.store_config)
 
 
 def _ints(text: str) -> list[int]:

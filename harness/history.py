@@ -41,7 +41,7 @@ KINDS = frozenset(
     {
         # conversations and timers
         "message", "schedule", "cancel", "claim", "fire", "skip", "give_up", "recovery",
-        "call_failed", "store_error",
+        "call_failed", "store_error", "loop_lag",
         # the fallback
         "fallback_activated", "fallback_deactivated", "reconciled", "reconcile_dropped",
         "write_unacknowledged",

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from harness.checks import DECLARED, RULES, Verdict, check_run
-from harness.history import read_history
+from harness.history import details, read_history
 
 COLORS = {
     "redis_outage": "#d62728",
@@ -79,13 +79,18 @@ def build_report(run_dir: Path, out: Path | None = None, verdict: Verdict | None
 
 def timeline_figure(frame: pd.DataFrame, verdict: Verdict, path: Path) -> Path:
     """Faults, each pod's fallback state and downtime, and the fire rate, on one time axis."""
+    # Seconds since the run began: a load run's history keeps the hosts' Unix time.
+    origin = float(frame["t"].min()) if len(frame) else 0.0
     spans = pd.DataFrame(verdict.timeline, columns=["lane", "what", "kind", "start", "end"])
+    spans[["start", "end"]] -= origin
     lanes = ["faults", *sorted({lane for lane in spans["lane"] if lane != "faults"})]
-    fires = frame[(frame["kind"] == "fire") & (frame["outcome"] == "fire_done")]["t"]
-    end = float(frame["t"].max()) if len(frame) else 1.0
-    fig = Figure(figsize=(11, 2.2 + 0.45 * len(lanes)))
-    top, bottom = fig.subplots(
-        2, 1, sharex=True, gridspec_kw={"height_ratios": [max(1, len(lanes)), 2]}
+    fires = frame[(frame["kind"] == "fire") & (frame["outcome"] == "fire_done")]["t"] - origin
+    end = float(frame["t"].max()) - origin if len(frame) else 1.0
+    lags = frame[frame["kind"] == "loop_lag"].assign(t=lambda f: f["t"] - origin)
+    ratios = [max(1, len(lanes)), 2, *([2] if len(lags) else [])]
+    fig = Figure(figsize=(11, 2.2 + 0.45 * len(lanes) + (1.6 if len(lags) else 0)))
+    top, bottom, *rest = fig.subplots(
+        len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios}
     )
     for index, lane in enumerate(lanes):
         for span in spans[spans["lane"] == lane].itertuples():
@@ -107,9 +112,24 @@ def timeline_figure(frame: pd.DataFrame, verdict: Verdict, path: Path) -> Path:
     bottom.set_ylabel("fires / bin")
     bottom.set_xlabel("time (s)")
     bottom.set_title(f"Fire rate ({end / bins:.1f} s bins)")
+    if rest:
+        _loop_lag_panel(rest[0], lags, verdict.info.loop_stall_bound)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def _loop_lag_panel(axes: Any, lags: pd.DataFrame, bound: float) -> None:
+    """Each pod's worst event-loop lag per second, against the loop_stall bound."""
+    detail = details(lags)
+    values = pd.Series([float(d.get("lag", 0.0)) for d in detail], index=lags.index)
+    for pod in sorted(lags["pod"].dropna().unique()):
+        mine = lags["pod"] == pod
+        axes.plot(lags["t"][mine], values[mine], drawstyle="steps-pre", label=str(pod))
+    axes.axhline(bound, color="#d62728", linestyle="--", linewidth=1, label="loop_stall bound")
+    axes.set_ylabel("lag (s)")
+    axes.set_title("Event-loop lag per pod (worst per second)")
+    axes.legend(fontsize=7, loc="upper right")
 
 
 def lateness_figure(verdict: Verdict, path: Path) -> Path:
@@ -334,7 +354,7 @@ def _rule_link(rule: str) -> str:
 
 def _caption(name: str) -> str:
     return {
-        "timeline.png": "Timeline: faults, fallback state per pod, fire rate",
+        "timeline.png": "Timeline: faults, fallback state per pod, fire rate, event-loop lag",
         "lateness.png": "Fire lateness (CDF per pod)",
         "pending.png": "Pending timers over time",
         "per_pod.png": "Claims and fires per pod",

@@ -38,6 +38,8 @@ class RunInfo:
     custom_in_redis: bool = False
     """A five-method store whose own client keeps its timers in the run's Redis (built by each
     pod from a `timer_store` section): what a Redis restart loses, it loses too."""
+    loop_stall_bound: float = 1.0
+    """Longest event-loop stall a pod may have (real processes measure their loop lag)."""
     notes: tuple[str, ...] = ()
     """What a reader of the verdict must know about how the store was run."""
     end: float = 0.0

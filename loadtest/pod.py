@@ -58,6 +58,7 @@ from loadtest.scenarios import ALLOW_DEGRADED, SESSION_TIMEOUT
 from store.base import aclose_store
 from store.config import EndpointConfig, load_endpoint_config
 from store.fallback import FallbackTimerStore, refusing_fallback
+from store.looplag import LoopLag
 from store.redis.clients import RedisClient, build_client
 from store.redis.keys import KeyScheme
 from store.redis.settings import RedisSettings
@@ -139,6 +140,11 @@ class PodMetrics:
             "Age of the oldest due timer the last poll left unclaimed (0: none)",
             registry=r,
         )
+        self.loop_lag = Gauge(
+            "timerlab_event_loop_lag_seconds",
+            "Worst lag of the pod's event loop over the last second",
+            registry=r,
+        )
         self._polls_seen = 0
 
     def observe(self, kind: str, fields: dict[str, Any]) -> None:
@@ -211,6 +217,7 @@ class Pod:
         store = self.service.store
         self.fallback = store if isinstance(store, FallbackTimerStore) else None
         self.shared = SharedPending(config) if config.type == "redis" else None
+        self.lag = LoopLag(self._lag_window)
         self.ready = False
         self._client: aiohttp.ClientSession | None = None
 
@@ -221,9 +228,15 @@ class Pod:
         self.metrics.observe(kind, fields)
 
     def record(self, kind: str, **fields: Any) -> None:
-        """One event of this pod itself (boot, stop, messages)."""
+        """One event of this pod itself (boot, stop, messages, loop lag)."""
         now = time.time()
         self.history.record(now, now, self.options.name, kind, **fields)
+
+    def _lag_window(self, worst: float) -> None:
+        """The worst event-loop lag of the last second: in the history (the checker's
+        loop_stall rule, the report's timeline) and in the metrics."""
+        self.record("loop_lag", lag=round(worst, 4))
+        self.metrics.loop_lag.set(worst)
 
     # -- the fire callback ------------------------------------------------------------------
 
@@ -344,6 +357,7 @@ class Pod:
             delivery=self.service.delivery,
             fallback=self.fallback is not None,
         )
+        self.lag.start()
         await self.runner.start()
         server = web.AppRunner(self.app(), access_log=None, shutdown_timeout=5.0)
         await server.setup()
@@ -355,6 +369,7 @@ class Pod:
         # Requests first: once the fallback has been merged back, no write may land in memory.
         await server.cleanup()
         await self.runner.stop()
+        await self.lag.stop()
         await self._client.close()
         pending = self.fallback.fallback_pending() if self.fallback else 0
         await aclose_store(self.service.store)

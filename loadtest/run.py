@@ -88,6 +88,11 @@ class LoadOptions:
     shape: str = "steady"
     out: Path = Path("runs/load")
     quiet_period: float | None = None
+    store_section: dict[str, Any] | None = None
+    """The `timer_store` section each pod builds its store from (None: the reference store);
+    its connection keys are pointed at the run's Redis."""
+    loop_stall_bound: float = 1.0
+    """The longest event-loop stall a pod may have (rule loop_stall)."""
 
 
 @dataclass
@@ -126,6 +131,8 @@ class LoadResult:
             f"{self.stale_fires} stale (after a newer re-arm or a cancel)",
             f"  lateness  p50 {self.fire_lateness_p50_s:.3f} s, "
             f"p99 {self.fire_lateness_p99_s:.3f} s (scheduled time to callback done)",
+            f"  loop lag  worst {self.verdict.stats.get('loop_lag_max', 0.0):.3f} s in any pod "
+            f"(bound {self.verdict.info.loop_stall_bound:g} s)",
             f"  files     {self.out / 'verdict.txt'}, {self.out / 'history.csv'}, "
             f"{self.out / 'locust.html'}",
         ]
@@ -433,6 +440,27 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> L
     return _judge(options, out, settings, deployment.store, end, stats, chaos.errors)
 
 
+CONNECTION_KEYS = (
+    "host", "port", "db", "password", "deployment_mode", "endpoints", "sentinel_service",
+    "use_ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
+)  # fmt: skip
+"""What the run sets in a user's section so that the store reaches the run's Redis."""
+
+
+def store_section(user: dict[str, Any] | None, reference: dict[str, Any]) -> dict[str, Any]:
+    """One pod's `timer_store` section: the reference store's (`reference`: the topology's
+    connection keys and the run's service settings), or the user's own with those connection
+    keys set (its `url`, if it has one, becomes a redis URL of the same host, port and db)."""
+    if user is None:
+        return dict(reference)
+    service = {k: v for k, v in reference.items() if k not in CONNECTION_KEYS and k != "type"}
+    connection = {k: reference[k] for k in CONNECTION_KEYS if k in reference}
+    section = {**user, **service, **connection}
+    if "url" in user and "host" in reference:
+        section["url"] = f"redis://{reference['host']}:{reference['port']}/{reference.get('db', 0)}"
+    return section
+
+
 def _start_servers(
     options: LoadOptions,
     out: Path,
@@ -447,15 +475,16 @@ def _start_servers(
     proc = processes.spawn("receiver", [*argv, "--log", str(out / "receiver.csv")])
     _wait_ready(processes, "receiver", proc, f"{receiver}/stats")
     base = {**topology.timer_store_config(), **settings.service_config()}
-    sections = [dict(base) for _ in range(options.pods)]
+    sections = [store_section(options.store_section, base) for _ in range(options.pods)]
     proxies: ProxyControl | None = None
     if isinstance(topology, StandaloneTopology):
         # Each pod gets its own proxy port in front of the one Redis.
         control = free_port()
         routes = []
-        for index, section in enumerate(sections):
-            section["port"] = free_port()
-            routes += ["--route", f"pod-{index}={section['port']}:{base['host']}:{base['port']}"]
+        for index in range(options.pods):
+            port = free_port()
+            routes += ["--route", f"pod-{index}={port}:{base['host']}:{base['port']}"]
+            sections[index] = store_section(options.store_section, {**base, "port": port})
         argv = [sys.executable, "-m", "loadtest.proxy", "--control", str(control), *routes]
         proc = processes.spawn("proxy", argv)
         _wait_ready(processes, "proxy", proc, f"http://{HOST}:{control}/status")
@@ -565,6 +594,8 @@ def _judge(
         max_skew=0.0,
         buckets=redis.buckets,
         key_prefix=redis.key_prefix,
+        custom_in_redis=(options.store_section or {}).get("type") not in (None, "redis"),
+        loop_stall_bound=options.loop_stall_bound,
         end=end,
     )
     options_data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}

@@ -71,6 +71,9 @@ class ClaimBatch:
     """Due timers (and lapsed leases) not claimed by this call."""
     oldest_due: float | None
     """`scheduled_time` of the oldest due timer still waiting, for the lateness SLI."""
+    failure: Exception | None = None
+    """Part of the store failed (a partition's master was unreachable): `claims` are what the
+    rest gave, which the caller fires before it treats the failure as its call's own."""
 
 
 @runtime_checkable

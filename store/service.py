@@ -177,11 +177,13 @@ class TimerService:
         """Claim what is due now (at most `limit`, default `batch_size`) and fire it."""
         limit = limit or self.settings.batch_size
         now = self.clock.now()
+        failure: Exception | None = None
         try:
             if self._claiming:
                 batch = await self._claim_batch(now, limit)
+                failure = batch.failure
             else:
-                batch = await self._claim_one_by_one(now, limit)
+                batch, failure = await self._claim_one_by_one(now, limit)
         except Exception as exc:
             self._poll_failed("claim", exc)
             raise
@@ -194,6 +196,9 @@ class TimerService:
             except Exception as exc:
                 self._poll_failed("complete", exc)
                 raise
+        if failure is not None:  # what was claimed before it has fired; now the runner knows
+            self._poll_failed("claim", failure)
+            raise failure
         return PollResult(fired, batch.remaining_due, batch.oldest_due)
 
     async def recover(self) -> PollResult:
@@ -225,23 +230,36 @@ class TimerService:
             self._event("claim", claim, elapsed=elapsed, batch=len(batch.claims))
         return batch
 
-    async def _claim_one_by_one(self, now: float, limit: int) -> ClaimBatch:
-        """Claim through the documented methods: list, then conditional delete each."""
+    async def _claim_one_by_one(
+        self, now: float, limit: int
+    ) -> tuple[ClaimBatch, Exception | None]:
+        """Claim through the documented methods: list, then conditional delete each.
+
+        A delete that fails (the store went away mid-batch) ends the batch, and comes back as
+        the error: the timers already deleted are this pod's alone, so they fire first.
+        """
         expired = _timers(await self.store.get_expired_timers(now))
         expired.sort(key=lambda timer: timer.scheduled_time)
-        claims = []
+        claims: list[Claim] = []
         batch = expired[:limit]
         for timer in batch:
             started = self.clock.now()
-            deleted = await self.store.delete_timer(timer.sender_id, timer.scheduled_time)
-            if _boolean("delete_timer", deleted):
+            try:
+                deleted = _boolean(
+                    "delete_timer",
+                    await self.store.delete_timer(timer.sender_id, timer.scheduled_time),
+                )
+            except Exception as exc:
+                remaining = len(expired) - len(claims)
+                return ClaimBatch(claims, remaining, timer.scheduled_time), exc
+            if deleted:
                 instance = _plain_instance(timer.sender_id, timer.scheduled_time)
                 claim = Claim(timer, instance, 0, 1, leased=False, origin="custom")
                 self._event("claim", claim, elapsed=self.clock.now() - started, batch=len(batch))
                 claims.append(claim)
         remaining = max(0, len(expired) - limit)
         oldest = expired[limit].scheduled_time if remaining else None
-        return ClaimBatch(claims, remaining, oldest)
+        return ClaimBatch(claims, remaining, oldest), None
 
     async def _run(self, claim: Claim) -> str:
         """Run one callback (or skip it by policy) and record how it ended."""

@@ -31,8 +31,8 @@ from harness.topology import StandaloneTopology
 from store.base import SessionTimerStore
 from store.config import EndpointConfig
 from store.errors import TimerStoreConfigError
+from store.looplag import watch_loop
 from store.timer import SessionTimer
-from tests.loopwatch import watch_loop
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from store import InMemoryTimerStore, ManualClock, SessionTimer
+from harness.topology import Topology
+from store import (
+    InMemoryTimerStore,
+    ManualClock,
+    RedisTimerStore,
+    SessionTimer,
+    StoreUnavailableError,
+    create_timer_store,
+)
 from store.options import ServiceSettings
 from store.service import TimerService
+from tests.conftest import redis_config
 from tests.fixtures.custom_store import SortedSetTimerStore
 
 
@@ -228,3 +237,66 @@ async def test_a_store_with_only_the_five_methods_is_at_most_once(
     assert sorted(f.claim.timer.sender_id for f in fired) == ["u1", "u2"]
     assert all(not f.claim.leased for f in fired)
     assert (await service.poll_once()).fired == []
+
+
+async def test_a_five_method_store_failing_mid_batch_fires_what_it_already_deleted() -> None:
+    """The example store's seed 8: a delete failed after another had succeeded; the timer
+    already deleted from the store was this pod's alone, and it was never fired."""
+    from tests.fixtures.broken_stores import DictStore
+
+    class GoesAwayStore(DictStore):
+        deletes = 0
+
+        async def delete_timer(
+            self, sender_id: str, only_if_scheduled_time: float | None = None
+        ) -> bool:
+            self.deletes += 1
+            if self.deletes == 2:
+                raise ConnectionError("connection reset")
+            return await super().delete_timer(sender_id, only_if_scheduled_time)
+
+    clock = ManualClock()
+    recorder = Recorder()
+    service = TimerService(GoesAwayStore(), clock, recorder)
+    await service.schedule_timer("u1", "s", 1)
+    await service.schedule_timer("u2", "s", 2)
+    clock.advance(5)
+    with pytest.raises(ConnectionError):
+        await service.poll_once()
+    assert [call[0] for call in recorder.calls] == ["u1"]
+    result = await service.poll_once()  # the store is back: the other one fires now
+    assert [fired.claim.timer.sender_id for fired in result.fired] == ["u2"]
+
+
+async def test_a_claim_that_fails_in_one_bucket_fires_what_the_others_gave(
+    redis_standalone: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most once, a bucket's claim deletes: a failure in another bucket must not drop the
+    timers the answering buckets handed over."""
+    section = redis_config(redis_standalone, buckets=4, delivery="at_most_once")
+    store = create_timer_store(section)
+    assert isinstance(store, RedisTimerStore)
+    clock = ManualClock()
+    recorder = Recorder()
+    service = TimerService(store, clock, recorder, settings=ServiceSettings.from_mapping(section))
+    senders = [f"u{i}" for i in range(40)]
+    for sender in senders:
+        await service.schedule_timer(sender, "s", 1)
+    clock.advance(5)
+    original = store._call
+
+    async def second_bucket_down(run: Any) -> Any:
+        if getattr(run, "keywords", {}).get("index") == 1:
+            raise StoreUnavailableError("master of bucket 1 unreachable")
+        return await original(run)
+
+    monkeypatch.setattr(store, "_call", second_bucket_down)
+    with pytest.raises(StoreUnavailableError):
+        await service.poll_once()
+    fired_first = {call[0] for call in recorder.calls}
+    assert fired_first
+    assert not {s for s in fired_first if store.keys.bucket_of(s) == 1}
+    monkeypatch.setattr(store, "_call", original)
+    await service.poll_once()
+    assert sorted(call[0] for call in recorder.calls) == sorted(senders)
+    await store.aclose()

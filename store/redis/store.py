@@ -267,11 +267,22 @@ class RedisTimerStore(SessionTimerStore):
                 args=[at, until, shares[index], self._floor(index), self._epoch_candidate(index)],
             )
 
-        replies = await self._each_bucket_index(claim)
+        if self.keys.buckets == 1:
+            replies: list[Any] = [await self._call(lambda s: claim(s, 0))]
+        else:
+            replies = await asyncio.gather(
+                *(self._call(functools.partial(claim, index=i)) for i in range(self.keys.buckets)),
+                return_exceptions=True,
+            )
+        failures = [reply for reply in replies if isinstance(reply, BaseException)]
+        if len(failures) == len(replies):
+            raise failures[0]
         claims: list[Claim] = []
         remaining = 0
         oldest: float | None = None
         for index, reply in enumerate(replies):
+            if isinstance(reply, BaseException):
+                continue
             self._observe(index, str(reply[0]), int(reply[1]), int(reply[2]))
             remaining += int(reply[3])
             if reply[4]:
@@ -288,7 +299,12 @@ class RedisTimerStore(SessionTimerStore):
                         origin=self.origin,
                     )
                 )
-        return ClaimBatch(claims, remaining, oldest)
+        # Buckets that answered gave claims that are this pod's alone (at most once: already
+        # deleted): they fire, and the failure of the others comes after them.
+        failure = failures[0] if failures else None
+        if failure is not None and not isinstance(failure, Exception):
+            raise failure
+        return ClaimBatch(claims, remaining, oldest, failure)
 
     async def complete(self, claims: Sequence[Claim]) -> None:
         by_bucket: dict[int, list[str]] = {}

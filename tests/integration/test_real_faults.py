@@ -29,11 +29,11 @@ from sim.scenarios import build_spec
 from store import create_timer_store
 from store.base import aclose_store
 from store.errors import StoreUnavailableError
+from store.looplag import watch_loop
 from store.redis import RedisTimerStore
 from store.runner import TimerRunner, build_runner
 from tests.conftest import _start
 from tests.integration.test_runner_faults import Fires, section
-from tests.loopwatch import watch_loop
 
 pytestmark = pytest.mark.redis
 Figure = Callable[[str, float, str], None]

@@ -21,10 +21,10 @@ from structlog.testing import capture_logs
 from harness.topology import StandaloneTopology
 from store import create_timer_store
 from store.base import aclose_store
+from store.looplag import watch_loop
 from store.redis import RedisTimerStore
 from store.runner import TimerRunner, build_runner
 from tests.conftest import _start, unique_prefix
-from tests.loopwatch import watch_loop
 
 pytestmark = pytest.mark.redis
 Figure = Callable[[str, float, str], None]
