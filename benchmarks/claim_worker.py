@@ -28,7 +28,7 @@ from benchmarks.baselines.rasa_manager import RasaTimerManager
 from benchmarks.baselines.rasa_store import RasaRedisTimerStore, rasa_key_prefix
 from harness.logs import configure_logging
 from store.clock import SystemClock
-from store.config import EndpointConfig
+from store.endpoint import EndpointConfig
 from store.options import ServiceSettings
 from store.redis import RedisTimerStore
 from store.service import TimerService

@@ -29,7 +29,7 @@ from sim.spec import RunSpec
 from sim.workload import WorkloadSpec
 from sim.world import PodContext, World
 from store.base import SessionTimerStore
-from store.config import EndpointConfig
+from store.endpoint import EndpointConfig
 from store.redis import RedisTimerStore
 
 Call = tuple[str, tuple[Any, ...], dict[str, Any]]

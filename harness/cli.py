@@ -266,7 +266,8 @@ def _store_section(path: Path | None) -> dict[str, Any] | None:
     """The `timer_store` section of an endpoints file, checked as production would check it."""
     if path is None:
         return None
-    from store.config import load_endpoint_config, load_store_class
+    from store.endpoint import load_endpoint_config
+    from store.factory import load_store_class
     from store.redis.settings import RedisSettings
 
     config = load_endpoint_config(path)
@@ -463,7 +464,7 @@ def _load_store_section(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.loop_stall_bound <= 0:
         raise UsageError("--loop-stall-bound must be positive")
     if args.store:
-        from store.config import load_store_class
+        from store.factory import load_store_class
 
         load_store_class(args.store)
         return {"type": args.store}
@@ -538,7 +539,8 @@ def _config(args: argparse.Namespace) -> int:
     """Load and build the store an endpoints file describes; every mistake is exit 2."""
     import asyncio
 
-    from store.config import create_timer_store, load_endpoint_config
+    from store.endpoint import load_endpoint_config
+    from store.factory import create_timer_store
     from store.options import ServiceSettings
 
     section = load_endpoint_config(args.file, args.section)

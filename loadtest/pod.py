@@ -56,7 +56,7 @@ from harness.history import HistoryWriter
 from harness.logs import configure_logging
 from loadtest.scenarios import ALLOW_DEGRADED, SESSION_TIMEOUT
 from store.base import aclose_store
-from store.config import EndpointConfig, load_endpoint_config
+from store.endpoint import EndpointConfig, load_endpoint_config
 from store.fallback import FallbackTimerStore, refusing_fallback
 from store.looplag import LoopLag
 from store.redis.clients import RedisClient, build_client

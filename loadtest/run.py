@@ -60,7 +60,7 @@ from loadtest.scenarios import (
     TimerSettings,
     fault_plan,
 )
-from store.config import EndpointConfig
+from store.endpoint import EndpointConfig
 from store.redis.settings import RedisSettings
 
 __all__ = ["SCENARIOS", "LoadOptions", "LoadResult", "run_load"]

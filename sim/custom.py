@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from sim.network import PodLink, until_resumed
 from store.base import SessionTimerStore
-from store.config import load_store_class
 from store.errors import StoreUnavailableError, TimerStoreConfigError
+from store.factory import load_store_class
 from store.timer import SessionTimer
 
 T = TypeVar("T")

@@ -28,8 +28,9 @@ from sim.routing import SIM_PORT, SYNC_NOTE, Route, pod_host, pod_section, route
 from sim.spec import RunSpec
 from sim.workload import Conversation, conversations
 from store.base import SessionTimerStore
-from store.config import EndpointConfig, create_timer_store
+from store.endpoint import EndpointConfig
 from store.events import EventSink
+from store.factory import create_timer_store
 from store.fallback import FallbackTimerStore
 from store.options import ServiceSettings
 from store.redis import RedisTimerStore

@@ -9,13 +9,14 @@ they are aliases here so existing imports keep working.
 
 from store.base import SessionTimerStore
 from store.clock import Clock, LoopClock, ManualClock, SystemClock
-from store.config import EndpointConfig, create_timer_store, load_endpoint_config
+from store.endpoint import EndpointConfig, load_endpoint_config
 from store.errors import (
     InvalidTimerType,
     InvalidTimerValue,
     StoreUnavailableError,
     TimerStoreConfigError,
 )
+from store.factory import create_timer_store
 from store.fallback import FallbackTimerStore
 from store.memory import InMemoryTimerStore
 from store.redis import RedisTimerStore

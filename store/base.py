@@ -10,12 +10,10 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from store.endpoint import EndpointConfig
 from store.timer import SessionTimer
-
-if TYPE_CHECKING:
-    from store.config import EndpointConfig
 
 
 class SessionTimerStore(ABC):

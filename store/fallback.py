@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -45,14 +45,12 @@ from store.capabilities import (
     supports_reconcile,
 )
 from store.clock import Clock, LoopClock, SystemClock
+from store.endpoint import EndpointConfig
 from store.errors import StoreUnavailableError
 from store.events import EventSink, null_sink
 from store.memory import InMemoryTimerStore
 from store.options import ServiceSettings
 from store.timer import SessionTimer
-
-if TYPE_CHECKING:
-    from store.config import EndpointConfig
 
 log = structlog.get_logger(__name__)
 

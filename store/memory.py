@@ -12,17 +12,15 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sortedcontainers import SortedList
 
 from store.base import SessionTimerStore
 from store.capabilities import CancelResult, Claim, ClaimBatch, Stamp
+from store.endpoint import EndpointConfig
 from store.timer import SessionTimer
 from store.validation import check_id, check_limit, check_time, encode_metadata
-
-if TYPE_CHECKING:
-    from store.config import EndpointConfig
 
 
 @dataclass(frozen=True)

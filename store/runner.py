@@ -19,8 +19,9 @@ from typing import Any
 import structlog
 
 from store.clock import Clock, SystemClock
-from store.config import EndpointConfig, create_timer_store
+from store.endpoint import EndpointConfig
 from store.events import EventSink, null_sink
+from store.factory import create_timer_store
 from store.fallback import FallbackTimerStore
 from store.options import ServiceSettings
 from store.pacing import Pacer, PollPacer

@@ -29,7 +29,7 @@ from harness.cli import main as timerlab
 from harness.topology import ClusterTopology, StandaloneTopology
 from store import FallbackTimerStore, SessionTimerStore, create_timer_store
 from store.base import aclose_store
-from store.config import load_endpoint_config
+from store.endpoint import load_endpoint_config
 from store.errors import TimerStoreConfigError
 from store.redis import RedisTimerStore
 from tests.conftest import redis_config
@@ -165,7 +165,7 @@ CONFIG_ROWS: list[ConfigRow] = [
     ConfigRow("module does not import", {"type": "no_such_pkg.stores.Store"}, "type"),
     ConfigRow("class missing in module", {"type": "store.memory.NoSuchStore"}, "type"),
     ConfigRow("class not a store", {"type": "collections.OrderedDict"}, "type"),
-    ConfigRow("not a class", {"type": "store.config.create_timer_store"}, "type"),
+    ConfigRow("not a class", {"type": "store.factory.create_timer_store"}, "type"),
 ]
 
 NOT_A_MAPPING = {"a list": "- a\n- b\n", "a string": "just text\n", "a number": "42\n"}

@@ -29,7 +29,7 @@ from benchmarks.baselines.rasa_manager import RasaTimerManager
 from benchmarks.baselines.rasa_store import RasaRedisTimerStore, rasa_key_prefix
 from harness.topology import StandaloneTopology
 from store.base import SessionTimerStore
-from store.config import EndpointConfig
+from store.endpoint import EndpointConfig
 from store.errors import TimerStoreConfigError
 from store.looplag import watch_loop
 from store.timer import SessionTimer

@@ -34,7 +34,7 @@ from store.errors import TimerStoreConfigError
 from store.timer import SessionTimer
 
 if TYPE_CHECKING:
-    from store.config import EndpointConfig
+    from store.endpoint import EndpointConfig
 
 DEFAULT_DB = 2
 DEFAULT_PORT = 6379

@@ -27,7 +27,7 @@ import redis
 
 from benchmarks.baselines.rasa_store import RasaRedisTimerStore, rasa_key_prefix
 from harness.topology import StandaloneTopology
-from store.config import EndpointConfig
+from store.endpoint import EndpointConfig
 from store.redis import RedisTimerStore
 from store.redis.codec import encode_body
 from store.redis.keys import BucketKeys, KeyScheme

@@ -46,7 +46,7 @@ from benchmarks.rows.common import (
     rasa_keys,
 )
 from harness.topology import StandaloneTopology
-from store.config import create_timer_store
+from store.factory import create_timer_store
 from store.fallback import FallbackTimerStore
 
 NAME = "fallback"

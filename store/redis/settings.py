@@ -13,13 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from store.endpoint import EndpointConfig
 from store.errors import TimerStoreConfigError
 from store.options import read_bool, read_choice, read_int, read_number, read_str
-
-if TYPE_CHECKING:
-    from store.config import EndpointConfig
 
 DeploymentMode = Literal["standard", "cluster", "sentinel"]
 

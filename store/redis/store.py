@@ -17,7 +17,7 @@ import random
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import redis.exceptions as rexc
 import structlog
@@ -35,6 +35,7 @@ from store.capabilities import (
     ReconcileOutcome,
     Stamp,
 )
+from store.endpoint import EndpointConfig
 from store.errors import StoreUnavailableError, redact
 from store.events import EventSink, null_sink
 from store.redis.clients import RedisClient, build_client, sentinel_probe
@@ -44,9 +45,6 @@ from store.redis.scripts import Scripts
 from store.redis.settings import RedisSettings
 from store.timer import SessionTimer
 from store.validation import check_id, check_limit, check_time, encode_metadata
-
-if TYPE_CHECKING:
-    from store.config import EndpointConfig
 
 log = structlog.get_logger(__name__)
 
