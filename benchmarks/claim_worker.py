@@ -26,7 +26,7 @@ import redis.asyncio
 
 from benchmarks.baselines.rasa_manager import RasaTimerManager
 from benchmarks.baselines.rasa_store import RasaRedisTimerStore, rasa_key_prefix
-from harness.logs import configure_logging
+from record.logs import configure_logging
 from store.clock import SystemClock
 from store.endpoint import EndpointConfig
 from store.options import ServiceSettings

@@ -41,7 +41,7 @@ from benchmarks.rows.common import (
     quiet_progress,
     stderr_progress,
 )
-from harness.logs import configure_logging
+from record.logs import configure_logging
 
 __all__ = ["GROUPS", "ROWS", "BenchReport", "Line", "RowResult", "run_bench"]
 

@@ -23,8 +23,8 @@ from typing import Any
 import fakeredis
 from fakeredis.aioredis import FakeRedis
 
-from harness.logs import configure_logging
-from sim.faults import FaultPlan
+from record.faults import FaultPlan
+from record.logs import configure_logging
 from sim.spec import RunSpec
 from sim.workload import WorkloadSpec
 from sim.world import PodContext, World

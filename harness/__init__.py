@@ -1,1 +1,3 @@
-"""The glue of timerlab: one history format, one checker, reports, topologies and the CLI."""
+"""The top of timerlab: the checker that judges a run, the report that draws it, the gate and the
+sweep that orchestrate many runs, and the `timerlab` command. It depends on every other package;
+none depends on it."""

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.checks import check_run
-from harness.history import details, read_history
-from harness.runinfo import RunInfo
 from harness.simrun import run_and_check
-from sim.faults import FaultPlan
+from record.faults import FaultPlan
+from record.history import details, read_history
+from record.runinfo import RunInfo
 from sim.spec import RunSpec
 from sim.workload import WorkloadSpec
 from store.options import ServiceSettings
@@ -50,10 +50,10 @@ def spec_from_load(run_dir: Path) -> RunSpec:
         timeouts=(float(statistics.median(timeouts)),) if timeouts else (8.0,),
     )
     settings = ServiceSettings(
-        poll_interval=info.poll_interval,
-        poll_jitter=info.poll_jitter,
-        lease_seconds=info.lease_seconds,
-        fire_timeout=info.fire_timeout,
+        poll_interval=info.service.poll_interval,
+        poll_jitter=info.service.poll_jitter,
+        lease_seconds=info.service.lease_seconds,
+        fire_timeout=info.service.fire_timeout,
     )
     return RunSpec(
         scenario="calibration",
@@ -63,7 +63,7 @@ def spec_from_load(run_dir: Path) -> RunSpec:
         plan=FaultPlan(),
         settings=settings,
         latency=info.latency / 2,
-        poll_phase_spread=info.poll_interval,  # the pods started at different moments
+        poll_phase_spread=info.service.poll_interval,  # the pods started at different moments
         drain=workload.longest_timeout() + 10.0,
     )
 

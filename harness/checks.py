@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from harness.history import read_history
-from harness.runinfo import RunInfo
+from record.history import read_history
+from record.runinfo import RunInfo
 from store.redis.keys import KeyScheme
 
 EPSILON = 1e-6
@@ -353,7 +353,9 @@ class _Checker:
                 # A claim in flight when the pod died may have leased due timers anyway.
                 if row["pod_time"] is not None:
                     now = row["pod_time"]
-                    self.unacked_claims.append((row["t"], now, now + self.info.lease_seconds))
+                    self.unacked_claims.append(
+                        (row["t"], now, now + self.info.service.lease_seconds)
+                    )
             elif kind == "pod_start":
                 self.starts[row["pod"]].append(row["t"])
                 self.delivery[row["pod"]] = row["d"].get("delivery", "at_least_once")
@@ -556,7 +558,7 @@ class _Checker:
         outage (it cannot tell a partial outage from a full one).
         """
         merged = [t for pod in pods for t, _ in self.deactivations.get(pod, []) if t >= end]
-        return min([*merged, end + self.recovery_allowance]) + 2 * self.info.probe_interval
+        return min([*merged, end + self.recovery_allowance]) + 2 * self.info.service.probe_interval
 
     def _cut_off(self, pod: str) -> list[tuple[float, float]]:
         """When a pod's own partial outages kept it from claiming Redis timers."""
@@ -910,13 +912,18 @@ class _Checker:
             return True  # the previous attempt failed or never finished
         if any(t0 <= crash <= t1 for crash in self.crashes.get(pod, [])):
             return True
-        if any(t0 - self.info.lease_seconds <= t <= t1 for t, _ in self.activations.get(pod, [])):
+        if any(
+            t0 - self.info.service.lease_seconds <= t <= t1
+            for t, _ in self.activations.get(pod, [])
+        ):
             return True  # its lease could not be released during an outage
         for restart in self.restarts:
             if t0 <= restart["t"] <= t1 + EPSILON:
                 self.declared[f"{restart['cause']}_resurrection"] += 1
                 return True
-        return bool(done[0]["t"] - t0 >= self.info.lease_seconds)  # a fire slower than its lease
+        return bool(
+            done[0]["t"] - t0 >= self.info.service.lease_seconds
+        )  # a fire slower than its lease
 
     def rows_for_fire(self, fire_id: str) -> Iterator[dict[str, Any]]:
         if not hasattr(self, "_by_fire"):
@@ -1077,7 +1084,7 @@ class _Checker:
             if (origin or member.origin) == "redis":
                 # A claim that timed out may have leased it anyway: held until the lease lapses.
                 spans += [
-                    (t, t + self.info.lease_seconds)
+                    (t, t + self.info.service.lease_seconds)
                     for t, now, lease_until in self.unacked_claims
                     if lease_until is not None and member.scheduled_time <= now and t >= member.done
                 ]
@@ -1086,7 +1093,7 @@ class _Checker:
                 if self._crashed_after(claim) or any(
                     claim["t"] <= c for c in self.crashes.get(claim["pod"], [])
                 ):
-                    spans.append((claim["t"], claim["t"] + self.info.lease_seconds))
+                    spans.append((claim["t"], claim["t"] + self.info.service.lease_seconds))
         return _overlap(_union(spans), start, end)
 
     def _late(
@@ -1352,7 +1359,7 @@ class _Checker:
             up = max(
                 (self._longest_up(pod, window.start, window.end) for pod in affected), default=0.0
             )
-            if up < self.info.socket_timeout + self.info.poll_interval * 2:
+            if up < self.info.socket_timeout + self.info.service.poll_interval * 2:
                 return "too short to activate the fallback while an affected pod was up"
             return "NOT exercised: no pod activated its fallback"
         return "applied"
@@ -1444,14 +1451,14 @@ def lateness_bound(info: RunInfo, backlog: int, slow: float, one_by_one: int) ->
         "lateness bound",
         "P(1+j) + S + 4λ + 2σ + f + p + τ + N/r + B(2λ+σ)",
         (
-            ("poll interval P(1+j)", info.poll_interval * (1 + info.poll_jitter)),
+            ("poll interval P(1+j)", info.service.poll_interval * (1 + info.service.poll_jitter)),
             ("clock skew S", info.max_skew),
             ("round trips 4λ", 4 * info.latency),
             ("slow replies 2σ", 2 * slow),
             ("fire duration f", info.fire_duration),
-            ("probe interval p", info.probe_interval),
+            ("probe interval p", info.service.probe_interval),
             ("socket timeout τ", info.socket_timeout),
-            ("backlog N/r", backlog / info.recovery_rate),
+            ("backlog N/r", backlog / info.service.recovery_rate),
             ("claims one by one B(2λ+σ)", one_by_one * (2 * info.latency + slow)),
         ),
     )
@@ -1465,7 +1472,7 @@ def activation_bound(info: RunInfo, slow: float) -> Bound:
         "σ + P(1+j) + τ + 2λ",
         (
             ("slow reply σ", slow),
-            ("poll interval P(1+j)", info.poll_interval * (1 + info.poll_jitter)),
+            ("poll interval P(1+j)", info.service.poll_interval * (1 + info.service.poll_jitter)),
             ("socket timeout τ", info.socket_timeout),
             ("round trip 2λ", 2 * info.latency),
         ),
@@ -1507,8 +1514,8 @@ def deactivation_bound(info: RunInfo, slow: float, journal: int) -> Bound:
         "fallback deactivation bound",
         "p + P(1+j) + R(2λ+σ)",
         (
-            ("probe interval p", info.probe_interval),
-            ("poll interval P(1+j)", info.poll_interval * (1 + info.poll_jitter)),
+            ("probe interval p", info.service.probe_interval),
+            ("poll interval P(1+j)", info.service.poll_interval * (1 + info.service.poll_jitter)),
             (f"merge round trips R={trips}", trips * (2 * info.latency + slow)),
         ),
     )

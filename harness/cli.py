@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.logs import configure_logging
-from harness.topology import TopologyError
-from sim.faults import FaultPlan, PlanError
+from record.faults import FaultPlan, PlanError
+from record.logs import configure_logging
+from servers.topology import TopologyError
 from sim.spec import RunSpec
 from store.errors import (
     InvalidTimerType,
@@ -569,7 +569,7 @@ def _config(args: argparse.Namespace) -> int:
 def _topology(args: argparse.Namespace) -> int:
     import yaml
 
-    from harness.topology import Topology, start_topology
+    from servers.topology import Topology, start_topology
 
     run_dir: Path = args.run_dir or Path(".timerlab") / f"topology-{args.kind}"
     if args.action == "down":

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from harness.checks import DECLARED, RULES, Verdict, check_run
-from harness.history import details, read_history
+from record.history import details, read_history
 
 COLORS = {
     "redis_outage": "#d62728",

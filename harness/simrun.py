@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.checks import Verdict, check_run
-from harness.logs import configure_logging
+from record.logs import configure_logging
 from sim.spec import RunSpec
 from sim.world import run_world
 

@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from sim.faults import FaultPlan
+from record.faults import FaultPlan
 from sim.spec import RunSpec
 from sim.workload import WorkloadSpec
 from store.options import ServiceSettings
@@ -114,10 +114,10 @@ def spec_for(point: Point, seconds: float, seed: int = 1) -> RunSpec:
 
 def measure_point(args: tuple[Point, float, str]) -> dict[str, Any]:
     """Run one point (in a worker process) and return its capacity figures."""
-    from harness.history import read_history
-    from harness.logs import configure_logging
     from harness.report import pending_series
     from harness.simrun import run_and_check
+    from record.history import read_history
+    from record.logs import configure_logging
 
     point, seconds, out_dir = args
     configure_logging(40)

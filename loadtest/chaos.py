@@ -34,9 +34,9 @@ from typing import Any, Protocol
 
 import redis
 
-from harness.history import HistoryWriter
-from harness.topology import ClusterTopology, RedisNode, SentinelTopology, Topology
-from loadtest.scenarios import Fault
+from record.faults import Fault
+from record.history import HistoryWriter
+from servers.topology import ClusterTopology, RedisNode, SentinelTopology, Topology
 
 FAILOVER_TIMEOUT = 30.0
 _FAILOVER_POLL = 0.01
@@ -125,9 +125,9 @@ class ChaosController:
 
     def _run(self, t0: float) -> None:
         for index, fault in enumerate(self.faults):
-            if self._stop.wait(max(0.0, t0 + fault.at - time.time())):
+            if self._stop.wait(max(0.0, t0 + fault.start - time.time())):
                 return
-            self.progress(f"chaos: {fault.kind} (hold {fault.hold:g} s)")
+            self.progress(f"chaos: {fault.describe()}")
             try:
                 self._apply(index, fault)
             except Exception as exc:  # reported with the verdict, never lost with the thread
@@ -135,14 +135,23 @@ class ChaosController:
                 self.progress(f"chaos: {fault.kind} failed: {exc}")
 
     def _apply(self, index: int, fault: Fault) -> None:
+        if fault.kind == "redis_outage" and fault.mode == "failover":
+            topology = self.deployment.topology
+            if isinstance(topology, SentinelTopology):
+                self._sentinel_failover(index, fault)
+            elif isinstance(topology, ClusterTopology):
+                self._cluster_failover(index, fault)
+            else:
+                raise RuntimeError("a failover needs a sentinel or a cluster topology")
+            return
         actions: dict[str, Callable[[int, Fault], None]] = {
             "redis_restart": self._redis_restart,
-            "redis_hang": self._redis_hang,
-            "pod_partition": self._pod_partition,
-            "pod_kill": self._pod_kill,
-            "sentinel_failover": self._sentinel_failover,
-            "cluster_failover": self._cluster_failover,
+            "redis_outage": self._redis_hang,
+            "partial_outage": self._pod_partition,
+            "pod_crash": self._pod_kill,
         }
+        if fault.kind not in actions or (fault.kind == "redis_outage" and fault.mode != "pause"):
+            raise RuntimeError(f"a load run cannot apply {fault.describe()}")
         actions[fault.kind](index, fault)
 
     def _hold(self, seconds: float) -> None:
@@ -159,10 +168,10 @@ class ChaosController:
             fault="redis_restart",
             fault_index=index,
             persistence=self.persistence,
-            duration=fault.hold,
+            duration=fault.duration,
         )
         topology.kill(node)
-        self._hold(fault.hold)
+        self._hold(fault.duration)
         self.world.record(
             "redis_restart",
             persistence=self.persistence,
@@ -180,11 +189,11 @@ class ChaosController:
             fault="redis_outage",
             mode="pause",
             fault_index=index,
-            duration=fault.hold,
+            duration=fault.duration,
         )
         topology.pause(node)
         try:
-            self._hold(fault.hold)
+            self._hold(fault.duration)
         finally:
             self.world.record("fault_end", fault="redis_outage", fault_index=index)
             topology.resume(node)
@@ -196,11 +205,11 @@ class ChaosController:
             fault="partial_outage",
             target=target,
             fault_index=index,
-            duration=fault.hold,
+            duration=fault.duration,
         )
         self.deployment.cut(target)
         try:
-            self._hold(fault.hold)
+            self._hold(fault.duration)
         finally:
             self.world.record("fault_end", fault="partial_outage", target=target, fault_index=index)
             self.deployment.restore(target)
@@ -209,7 +218,11 @@ class ChaosController:
         pod = fault.pod or 0
         target = f"pod-{pod}"
         self.world.record(
-            "fault_start", fault="pod_crash", target=target, fault_index=index, duration=fault.hold
+            "fault_start",
+            fault="pod_crash",
+            target=target,
+            fault_index=index,
+            duration=fault.duration,
         )
         incarnation = self.deployment.kill_pod(pod)
         now = time.time()
@@ -223,14 +236,13 @@ class ChaosController:
             fallback_lost=[],
             incarnation=incarnation,
         )
-        self._hold(fault.hold)
+        self._hold(fault.duration)
         self.world.record("fault_end", fault="pod_crash", target=target, fault_index=index)
         self.deployment.start_pod(pod)
 
     def _sentinel_failover(self, index: int, fault: Fault) -> None:
         topology = self.deployment.topology
-        if not isinstance(topology, SentinelTopology):
-            raise RuntimeError("sentinel-failover needs a sentinel topology")
+        assert isinstance(topology, SentinelTopology)
         old = topology.current_master()
         sentinels = [node for node in topology.nodes if node.role == "sentinel"]
         clients = [topology.client(node, socket_timeout=0.2) for node in sentinels]
@@ -239,19 +251,18 @@ class ChaosController:
         finally:
             for client in clients:
                 client.close()
-        self._hold(fault.hold)
+        self._hold(fault.duration)
         topology.restart(old)  # it comes back as a replica of the new master
         self.progress(f"chaos: {old.name} restarted (sentinels make it a replica)")
 
     def _cluster_failover(self, index: int, fault: Fault) -> None:
         topology = self.deployment.topology
-        if not isinstance(topology, ClusterTopology):
-            raise RuntimeError("cluster-failover needs a cluster topology")
+        assert isinstance(topology, ClusterTopology)
         victim = topology.masters()[0]
         replica = _replica_of(topology, victim)
         with topology.client(replica, socket_timeout=0.2) as client:
             self._failover(index, topology, victim, lambda: _is_master(client, replica))
-        self._hold(fault.hold)
+        self._hold(fault.duration)
         topology.restart(victim)  # it rejoins as a replica of the promoted node
         topology.wait_healthy()
         self.progress(f"chaos: {victim.name} rejoined the cluster")

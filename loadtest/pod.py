@@ -16,7 +16,7 @@ Routes:
   200: a degraded pod still serves correctly from memory); 503 while starting or stopping;
 - `GET /metrics`: Prometheus text (see `PodMetrics`).
 
-The pod writes its own history file (the simulator's schema, `harness.history`) with the host's
+The pod writes its own history file (the simulator's schema, `record.history`) with the host's
 wall clock as both true time and pod time: all pods of a load test share one host, so their
 clocks agree. Each fire is POSTed to the deduplicating receiver; a failed POST raises, so the
 service records the fire as failed and the lease re-fires it (at-least-once).
@@ -52,9 +52,9 @@ from prometheus_client import (
 )
 from redis.asyncio.cluster import RedisCluster
 
-from harness.history import HistoryWriter
-from harness.logs import configure_logging
 from loadtest.scenarios import ALLOW_DEGRADED, SESSION_TIMEOUT
+from record.history import HistoryWriter
+from record.logs import configure_logging
 from store.base import aclose_store
 from store.endpoint import EndpointConfig, load_endpoint_config
 from store.fallback import FallbackTimerStore, refusing_fallback

@@ -1,6 +1,6 @@
 """`timerlab load`: one load run against real processes, judged by the simulator's checker.
 
-A run, in order: a Redis topology (`harness.topology`) under `out/redis`; the fire receiver;
+A run, in order: a Redis topology (`servers.topology`) under `out/redis`; the fire receiver;
 for standalone Redis one proxy per pod (`loadtest.proxy`); the pods; the chaos controller and
 Locust (headless, or a master with W workers), for `duration` seconds; then a quiet period in
 which every timer armed by the load comes due and fires. Then everything is stopped by PID,
@@ -35,17 +35,6 @@ from typing import Any, cast
 import yaml
 
 from harness.checks import Verdict, Violation, check_run
-from harness.history import merge_histories, read_history
-from harness.runinfo import RunInfo
-from harness.topology import (
-    PERSISTENCE_MODES,
-    ClusterTopology,
-    Persistence,
-    SentinelTopology,
-    StandaloneTopology,
-    Topology,
-    free_port,
-)
 from loadtest.chaos import FAILOVER_TIMEOUT, ChaosController, WorldLog
 from loadtest.proxy import HOST, ProxyControl
 from loadtest.scenarios import (
@@ -57,8 +46,19 @@ from loadtest.scenarios import (
     SESSION_TIMEOUT,
     SHAPES,
     TOPOLOGIES,
-    TimerSettings,
+    LoadSettings,
     fault_plan,
+)
+from record.history import merge_histories, read_history
+from record.runinfo import RunInfo
+from servers.topology import (
+    PERSISTENCE_MODES,
+    ClusterTopology,
+    Persistence,
+    SentinelTopology,
+    StandaloneTopology,
+    Topology,
+    free_port,
 )
 from store.endpoint import EndpointConfig
 from store.redis.settings import RedisSettings
@@ -267,7 +267,7 @@ class Fleet:
         out: Path,
         configs: Sequence[Path],
         receiver: str,
-        settings: TimerSettings,
+        settings: LoadSettings,
     ) -> None:
         self.processes = processes
         self.out = out
@@ -396,7 +396,7 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> L
     check_options(options)
     out = options.out.resolve()
     _prepare(out)
-    settings = TimerSettings()
+    settings = LoadSettings()
     quiet = (
         settings.default_quiet_period() if options.quiet_period is None else options.quiet_period
     )
@@ -420,7 +420,7 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> L
             progress(
                 f"load: {options.users} users for {options.duration:g} s, shape {options.shape}, "
                 f"{options.workers or 'no'} Locust workers, faults: "
-                + (", ".join(f"{f.kind} at {f.at:g} s" for f in faults) or "none")
+                + (", ".join(f.describe() for f in faults) or "none")
             )
             chaos.start(time.time())
             _run_locust(options, out, processes, deployment.fleet, progress)
@@ -466,7 +466,7 @@ def _start_servers(
     out: Path,
     topology: Topology,
     processes: Processes,
-    settings: TimerSettings,
+    settings: LoadSettings,
 ) -> _Deployment:
     """Receiver, proxies (standalone only), pod configs and pods, each ready when it returns."""
     receiver_port = free_port()
@@ -474,7 +474,7 @@ def _start_servers(
     argv = [sys.executable, "-m", "loadtest.receiver", "--port", str(receiver_port)]
     proc = processes.spawn("receiver", [*argv, "--log", str(out / "receiver.csv")])
     _wait_ready(processes, "receiver", proc, f"{receiver}/stats")
-    base = {**topology.timer_store_config(), **settings.service_config()}
+    base = {**topology.timer_store_config(), **settings.section()}
     sections = [store_section(options.store_section, base) for _ in range(options.pods)]
     proxies: ProxyControl | None = None
     if isinstance(topology, StandaloneTopology):
@@ -571,7 +571,7 @@ def _remote_worker_hint(count: int, master: int, pods: Sequence[int], env: dict[
 def _judge(
     options: LoadOptions,
     out: Path,
-    settings: TimerSettings,
+    settings: LoadSettings,
     redis: RedisSettings,
     end: float,
     receiver: dict[str, Any],
@@ -582,12 +582,7 @@ def _judge(
     info = RunInfo(
         kind="load",
         scenario=options.scenario,
-        poll_interval=settings.poll_interval,
-        poll_jitter=settings.poll_jitter,
-        lease_seconds=settings.lease_seconds,
-        probe_interval=settings.probe_interval,
-        recovery_rate=settings.recovery_rate,
-        fire_timeout=settings.fire_timeout,
+        service=settings.service,
         socket_timeout=settings.socket_timeout,
         latency=LATENCY,
         fire_duration=settings.receiver_timeout,

@@ -1,12 +1,17 @@
 """The load scenarios: which faults each runs, where it may run, and the pods' timer settings.
 
-Standard library only, on purpose: Locust's process imports this module (for the shape names),
+Light on purpose (its imports are the standard library, `record.faults` and
+`store.options`): Locust's process imports this module,
 and `run.py` checks options against it before anything is started.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from record.faults import Fault
+from store.options import ServiceSettings
 
 SCENARIOS = (
     "steady",
@@ -49,68 +54,46 @@ MIN_FAULT_RUN = 15.0
 """Shortest load (seconds) in which a fault still starts after ramp-up and ends before the end."""
 
 
-@dataclass(frozen=True)
-class Fault:
-    """One fault of a scenario: what, when (seconds after the load starts), for how long.
-
-    `hold` is how long the fault is held (Redis down, paused, a pod cut off or dead); for a
-    failover it is how long the deployment runs on the promoted node before the old one returns.
-    """
-
-    kind: str
-    at: float
-    hold: float
-    pod: int | None = None
-
-
 def fault_plan(scenario: str, duration: float, pods: int) -> tuple[Fault, ...]:
-    """The faults of `scenario` in a load of `duration` seconds over `pods` pods."""
+    """The faults of `scenario` in a load of `duration` seconds over `pods` pods, in the
+    vocabulary both drivers record (`record.faults`); `duration` of a fault is how long it is
+    held (for a failover: how long the deployment runs on the promoted node before the old one
+    returns)."""
     at = round(FAULT_AT * duration, 3)
     victim = 1 if pods > 1 else 0
     plans: dict[str, tuple[Fault, ...]] = {
         "steady": (),
         "redis-restart": (Fault("redis_restart", at, 3.0),),
-        "redis-hang": (Fault("redis_hang", at, 4.0),),
-        "pod-partition": (Fault("pod_partition", at, 6.0, pod=victim),),
-        "sentinel-failover": (Fault("sentinel_failover", at, 3.0),),
-        "cluster-failover": (Fault("cluster_failover", at, 3.0),),
-        "pod-kill": (Fault("pod_kill", at, 3.0, pod=victim),),
+        "redis-hang": (Fault("redis_outage", at, 4.0, mode="pause"),),
+        "pod-partition": (Fault("partial_outage", at, 6.0, pod=victim),),
+        "sentinel-failover": (Fault("redis_outage", at, 3.0, mode="failover"),),
+        "cluster-failover": (Fault("redis_outage", at, 3.0, mode="failover"),),
+        "pod-kill": (Fault("pod_crash", at, 3.0, pod=victim),),
     }
     return plans[scenario]
 
 
 @dataclass(frozen=True)
-class TimerSettings:
-    """The service settings every pod of a run gets, and the checker's bounds are made of.
+class LoadSettings:
+    """What every pod of a run gets, and the checker's bounds are made of.
 
     The lease is short (a killed pod's claims are re-fired within the quiet period) and must
     exceed `fire_timeout`; the receiver timeout bounds how long one fire can take.
     """
 
-    poll_interval: float = 1.0
-    poll_jitter: float = 0.1
-    lease_seconds: float = 5.0
-    fire_timeout: float = 2.0
-    probe_interval: float = 1.0
-    recovery_rate: float = 1000.0
+    service: ServiceSettings = field(
+        default_factory=lambda: ServiceSettings(lease_seconds=5.0, fire_timeout=2.0)
+    )
     socket_timeout: float = 0.5
     receiver_timeout: float = 1.0
 
-    def service_config(self) -> dict[str, float]:
+    def section(self) -> dict[str, Any]:
         """The keys of the `timer_store` section that carry these settings."""
-        return {
-            "poll_interval": self.poll_interval,
-            "poll_jitter": self.poll_jitter,
-            "lease_seconds": self.lease_seconds,
-            "fire_timeout": self.fire_timeout,
-            "probe_interval": self.probe_interval,
-            "recovery_rate": self.recovery_rate,
-            "socket_timeout": self.socket_timeout,
-        }
+        return {**self.service.to_mapping(), "socket_timeout": self.socket_timeout}
 
     def default_quiet_period(self) -> float:
         """After the load: the last armed timers come due, a lapsed lease re-fires, margin."""
-        return SESSION_TIMEOUT + self.lease_seconds + 5.0
+        return SESSION_TIMEOUT + self.service.lease_seconds + 5.0
 
 
 ALLOW_DEGRADED = "X-Allow-Degraded"

@@ -34,9 +34,9 @@ from pathlib import Path
 from IPython.display import Image, display
 
 from harness.checks import check_run
-from harness.history import read_history
 from harness.report import build_report
 from harness.simrun import run_and_check
+from record.history import read_history
 from sim.scenarios import build_spec
 
 if RUN_DIR is None:

@@ -13,7 +13,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from sim.faults import Fault, FaultPlan, lost_window, random_fault, swarm_plan
+from record.faults import Fault, FaultPlan
+from sim.plans import lost_window, random_fault, swarm_plan
 from sim.spec import RunSpec
 from sim.workload import WorkloadSpec
 from store.options import ServiceSettings

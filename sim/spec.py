@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.faults import FaultPlan
+from record.faults import FaultPlan
 from sim.workload import WorkloadSpec
 from store.options import ServiceSettings
 

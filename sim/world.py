@@ -18,9 +18,9 @@ from typing import Any
 
 import simpy
 
-from harness.history import HistoryWriter, history_hash
+from record.faults import Fault
+from record.history import HistoryWriter, history_hash
 from sim.custom import RemoteStore, resolve_store_target
-from sim.faults import Fault
 from sim.loop import AsyncBridge, SimEventLoop, run_simulation
 from sim.pod import SimPod, seeded, until_next_tick
 from sim.redis_server import EmbeddedRedis, Snapshot

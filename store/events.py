@@ -2,7 +2,7 @@
 
 Logs are for operators; events are for the harness. A pod passes a sink that writes the history
 file, the simulator one that records with the true simulated time. Both receive the same kinds
-and fields (see `harness.history` for the schema), so the checker needs no special cases.
+and fields (see `record.history` for the schema), so the checker needs no special cases.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ same readers serve the Redis connection settings (`store.redis.settings`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -142,6 +143,13 @@ class ServiceSettings:
             fallback=read_bool(values, "fallback", cls.fallback),
             probe_interval=read_number(values, "probe_interval", cls.probe_interval),
         )
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The settings as `timer_store` section keys (`from_mapping` reads them back)."""
+        values = dataclasses.asdict(self)
+        skip = values.pop("skip_older_than")
+        values["missed_timers"] = "fire" if skip is None else {"skip_older_than": skip}
+        return values
 
 
 def _read_fraction(values: Mapping[str, Any], key: str, default: float) -> float:

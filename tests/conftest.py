@@ -1,6 +1,6 @@
 """Shared fixtures: real Redis topologies on loopback, and store factories over every backend.
 
-Servers are started once per test session by `harness.topology` (the code `timerlab topology`
+Servers are started once per test session by `servers.topology` (the code `timerlab topology`
 uses). When Redis cannot be started, a Redis test skips on a developer machine but FAILS under
 `CI=true`: CI must never go green by skipping what it was meant to prove.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import structlog
 
-from harness.topology import (
+from servers.topology import (
     ClusterTopology,
     SentinelTopology,
     StandaloneTopology,

@@ -8,8 +8,9 @@ import io
 from typing import Any
 
 from harness.checks import Verdict, check, load_rows
-from harness.history import HistoryWriter
-from harness.runinfo import RunInfo
+from record.history import HistoryWriter
+from record.runinfo import RunInfo
+from store.options import ServiceSettings
 
 FAILOVER_AT = 100.0
 TIMEOUT = 20.0
@@ -56,7 +57,7 @@ def _judge(write_done: float, fired: bool, replication_window: float = 1.0) -> V
                result="ok" if outcome == "fire_done" else "", attempt=1)  # fmt: skip
     at(400.0, "run_end")
     stream.seek(0)
-    info = RunInfo(kind="load", poll_interval=1.0, lease_seconds=5.0, end=400.0)
+    info = RunInfo(kind="load", service=ServiceSettings(lease_seconds=5.0), end=400.0)
     return check(load_rows(stream), info)
 
 

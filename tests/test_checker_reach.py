@@ -12,8 +12,9 @@ import io
 from typing import Any
 
 from harness.checks import Verdict, check, load_rows
-from harness.history import HistoryWriter
-from harness.runinfo import RunInfo
+from record.history import HistoryWriter
+from record.runinfo import RunInfo
+from store.options import ServiceSettings
 
 DEADLINE = 32.2
 MERGED = 33.0  # pod-2 back from its partial outage; it holds back until MERGED + 2 probes
@@ -50,7 +51,7 @@ def _judge(fired_at: float) -> Verdict:
     at(61.0, "fallback_deactivated", "pod-0", applied=0, skipped=0, unverified=0)
     at(120.0, "run_end")
     stream.seek(0)
-    info = RunInfo(kind="sim", poll_interval=1.0, lease_seconds=5.0, end=120.0)
+    info = RunInfo(kind="sim", service=ServiceSettings(lease_seconds=5.0), end=120.0)
     return check(load_rows(stream), info)
 
 

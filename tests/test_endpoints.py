@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.topology import StandaloneTopology
+from servers.topology import StandaloneTopology
 from store import (
     EndpointConfig,
     InMemoryTimerStore,

@@ -1,4 +1,4 @@
-"""Tests for harness.topology against real redis-server / redis-sentinel processes on loopback.
+"""Tests for servers.topology against real redis-server / redis-sentinel processes on loopback.
 
 They are the proof that the failure tools do what the store tests rely on: a SIGKILL loses
 exactly what the persistence mode did not keep, SIGSTOP stalls a node, a sentinel group or a
@@ -22,8 +22,8 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from harness import topology
-from harness.topology import (
+from servers import topology
+from servers.topology import (
     ClusterTopology,
     Persistence,
     SentinelTopology,
@@ -163,7 +163,7 @@ def test_load_from_state_file_stops_a_topology_started_by_another_process(
     # The child starts a topology, detaches it from its atexit cleanup and exits, as
     # `timerlab topology up` does; this process then plays `timerlab topology down`.
     script = (
-        "import sys; from pathlib import Path; from harness.topology import start_topology; "
+        "import sys; from pathlib import Path; from servers.topology import start_topology; "
         "t = start_topology('sentinel', Path(sys.argv[1]), replicas=1, sentinels=1); t.detach()"
     )
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 import yaml
 
-from harness.topology import Topology
 from loadtest.pod import Pod, PodOptions
+from servers.topology import Topology
 from store import RedisTimerStore, create_timer_store
 from tests.conftest import redis_config
 

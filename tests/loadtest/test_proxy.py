@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from harness.topology import free_port
 from loadtest.proxy import HOST, ProxySet, Route, TcpProxy
+from servers.topology import free_port
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.history import read_history
 from loadtest.run import LoadOptions, run_load
+from record.history import read_history
 from store import load_endpoint_config
 from tests.conftest import redis_unavailable
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.history import read_history
 from harness.render import render
 from harness.report import build_report, pending_series
 from harness.simrun import run_and_check
+from record.history import read_history
 from sim.scenarios import build_spec
 
 ROOT = Path(__file__).parents[2]

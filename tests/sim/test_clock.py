@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import simpy
 
+from record.faults import Fault, FaultPlan
 from sim.clock import EPOCH, SimClock
-from sim.faults import Fault, FaultPlan
 from sim.pod import until_next_tick
 
 

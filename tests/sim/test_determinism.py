@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.history import history_hash
+from record.history import history_hash
 from sim.scenarios import build_spec
 from sim.world import run_world
 

@@ -9,7 +9,7 @@ import pytest
 
 from harness.cli import main
 from harness.gate import run_gate
-from harness.history import read_history
+from record.history import read_history
 from sim.scenarios import build_spec
 
 BROKEN = (

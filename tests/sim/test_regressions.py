@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from harness.simrun import run_and_check
-from sim.faults import FaultPlan
+from record.faults import FaultPlan
 from sim.scenarios import build_spec
 
 ENTRIES: list[dict[str, Any]] = yaml.safe_load(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.topology import TlsFiles
+from servers.topology import TlsFiles
 
 VALID_DAYS = 2
 """Long enough for any test session, short enough that a leaked key is soon worthless."""
@@ -79,7 +79,7 @@ class TlsBundle:
     other_ca_key: Path
 
     def server_files(self) -> TlsFiles:
-        """What ``harness.topology`` needs to start TLS-only nodes trusting this CA."""
+        """What ``servers.topology`` needs to start TLS-only nodes trusting this CA."""
         return TlsFiles(ca_cert=self.ca_cert, cert=self.server_cert, key=self.server_key)
 
     def store_options(

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from record.faults import FaultPlan
+from store.options import ServiceSettings
+
+SERVICE_FIELDS = tuple(f.name for f in fields(ServiceSettings))
 
 
 @dataclass(frozen=True)
@@ -21,12 +26,8 @@ class RunInfo:
     kind: str = "sim"
     scenario: str = ""
     seed: int | None = None
-    poll_interval: float = 1.0
-    poll_jitter: float = 0.1
-    lease_seconds: float = 30.0
-    probe_interval: float = 1.0
-    recovery_rate: float = 1000.0
-    fire_timeout: float = 10.0
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    """The pods' timer settings: poll interval and jitter, lease, probe, recovery rate..."""
     socket_timeout: float = 0.5
     latency: float = 0.001
     """Largest one-way latency between a pod and Redis (seconds)."""
@@ -51,25 +52,16 @@ class RunInfo:
         if "spec" in data:  # a simulated run
             info = cls.from_sim(data["spec"], data["duration"])
             return dataclasses.replace(info, notes=tuple(data.get("notes", ())))
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.get("info", data).items() if k in known})
+        return cls.from_data(data.get("info", data))
 
     @classmethod
     def from_sim(cls, spec: dict[str, Any], duration: float) -> RunInfo:
-        from sim.faults import FaultPlan
-
-        settings = spec["settings"]
         plan = FaultPlan.from_data(spec["plan"], spec["pods"])
         return cls(
             kind="sim",
             scenario=spec["scenario"],
             seed=spec["seed"],
-            poll_interval=settings["poll_interval"],
-            poll_jitter=settings["poll_jitter"],
-            lease_seconds=settings["lease_seconds"],
-            probe_interval=settings["probe_interval"],
-            recovery_rate=settings["recovery_rate"],
-            fire_timeout=settings["fire_timeout"],
+            service=ServiceSettings(**spec["settings"]),
             socket_timeout=spec["socket_timeout"],
             latency=spec["latency"] * (1 + spec["latency_jitter"]),
             fire_duration=spec["fire_duration"],
@@ -79,5 +71,16 @@ class RunInfo:
             end=duration,
         )
 
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> RunInfo:
+        """Inverse of `to_data` (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)} - {"service"}
+        service = {k: v for k, v in data.items() if k in SERVICE_FIELDS}
+        values = {k: v for k, v in data.items() if k in known}
+        values["notes"] = tuple(values.get("notes", ()))
+        return cls(service=ServiceSettings(**service), **values)
+
     def to_data(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Flat, JSON-ready: the service settings beside the run's own parameters."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "service"}
+        return {**dataclasses.asdict(self.service), **data}

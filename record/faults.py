@@ -13,15 +13,15 @@ Kinds:
 - `slow_redis`: every reply takes `latency` seconds longer;
 - `clock_skew`: pods' clocks step by `offsets` (seconds, one per pod) and drift by `drifts`.
 
-Random plans come from the seed by swarm testing: each seed enables a random subset of kinds,
-so over many seeds every combination of faults meets.
+A load run uses the same vocabulary (a sentinel or cluster failover is a `redis_outage` of
+mode `failover`), so both drivers record faults one way and one checker reads them. Random plans
+are the simulator's (`sim.plans`).
 """
 
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,9 @@ KINDS = (
     "clock_skew",
 )
 PERSISTENCE = ("none", "rdb", "aof_everysec", "aof_always")
+OUTAGE_MODES = ("kill", "pause", "failover")
+"""How Redis is lost: killed (connections refused), paused (SIGSTOP: requests hang and run on
+resume), or its master killed so a replica takes over (load runs on sentinel or cluster)."""
 
 
 class PlanError(ValueError):
@@ -134,7 +137,7 @@ class FaultPlan:
         faults.sort(key=lambda f: (f.start, f.kind))
         for index, earlier in enumerate(faults):
             for later in faults[index + 1 :]:
-                if _process_clash(earlier, later):
+                if process_clash(earlier, later):
                     raise PlanError(
                         f"{later.kind} at {later.start}s overlaps the {earlier.kind} at "
                         f"{earlier.start}s: a restart kills the process the other acts on"
@@ -170,77 +173,17 @@ def _check(fault: Fault, index: int, pods: int) -> None:
         raise PlanError(f"{where}.pod: must be a pod index below {pods}")
     if fault.kind == "redis_restart" and fault.persistence not in PERSISTENCE:
         raise PlanError(f"{where}.persistence: one of {', '.join(PERSISTENCE)}")
-    if fault.kind == "redis_outage" and fault.mode not in {"kill", "pause"}:
-        raise PlanError(f"{where}.mode: kill or pause")
+    if fault.kind == "redis_outage" and fault.mode not in OUTAGE_MODES:
+        raise PlanError(f"{where}.mode: one of {', '.join(OUTAGE_MODES)}")
     if fault.kind == "clock_skew" and (fault.offsets is None or len(fault.offsets) != pods):
         raise PlanError(f"{where}.offsets: one offset per pod ({pods})")
-
-
-def lost_window(persistence: str, rng: random.Random) -> float:
-    """How far before a crash the data are kept (math.inf: nothing is kept)."""
-    if persistence == "none":
-        return float("inf")
-    if persistence == "rdb":
-        return rng.uniform(0.0, 10.0)  # `save 10 1`-like: up to the last save
-    if persistence == "aof_everysec":
-        return rng.uniform(0.0, 2.0)
-    return 0.0
-
-
-def random_fault(kind: str, rng: random.Random, pods: int, window: tuple[float, float]) -> Fault:
-    """One fault of `kind` at a random time inside `window`."""
-    start = round(rng.uniform(*window), 3)
-    if kind == "redis_outage":
-        mode = rng.choice(("kill", "pause"))
-        return Fault(kind, start, round(rng.uniform(2.0, 12.0), 3), mode=mode)
-    if kind == "partial_outage":
-        return Fault(kind, start, round(rng.uniform(2.0, 12.0), 3), pod=rng.randrange(pods))
-    if kind == "redis_restart":
-        persistence = rng.choice(PERSISTENCE)
-        window_lost = lost_window(persistence, rng)
-        return Fault(
-            kind,
-            start,
-            round(rng.uniform(0.5, 4.0), 3),
-            persistence=persistence,
-            lost_window=None if window_lost == float("inf") else round(window_lost, 3),
-        )
-    if kind in {"pod_crash", "crash_mid_claim"}:
-        return Fault(kind, start, round(rng.uniform(1.0, 8.0), 3), pod=rng.randrange(pods))
-    if kind == "slow_redis":
-        return Fault(
-            kind, start, round(rng.uniform(2.0, 10.0), 3), latency=rng.choice((0.05, 0.2, 0.4, 0.8))
-        )
-    if kind == "clock_skew":
-        offsets = tuple(round(rng.uniform(-1.5, 1.5), 3) for _ in range(pods))
-        drifts = tuple(round(rng.uniform(-1e-4, 1e-4), 7) for _ in range(pods))
-        return Fault(kind, start, round(rng.uniform(5.0, 30.0), 3), offsets=offsets, drifts=drifts)
-    raise PlanError(f"unknown fault kind {kind!r}")
-
-
-def swarm_plan(
-    rng: random.Random, pods: int, window: tuple[float, float], kinds: Sequence[str] = KINDS
-) -> FaultPlan:
-    """Swarm testing: a random subset of fault kinds, each one to two times."""
-    enabled = [kind for kind in kinds if rng.random() < 0.5] or [rng.choice(list(kinds))]
-    faults = [
-        random_fault(kind, rng, pods, window)
-        for kind in enabled
-        for _ in range(rng.choice((1, 1, 2)))
-    ]
-    faults.sort(key=lambda f: (f.start, f.kind))
-    kept: list[Fault] = []
-    for fault in faults:
-        if not any(_process_clash(other, fault) for other in kept):
-            kept.append(fault)
-    return FaultPlan(tuple(kept))
 
 
 def _stops_process(fault: Fault) -> bool:
     return fault.kind == "redis_restart" or (fault.kind == "redis_outage" and fault.mode == "pause")
 
 
-def _process_clash(a: Fault, b: Fault) -> bool:
+def process_clash(a: Fault, b: Fault) -> bool:
     """Two faults on the Redis process itself that overlap in time.
 
     A restart kills the process, so a pause (SIGSTOP) or another restart during it has no
