@@ -20,7 +20,7 @@ from typing import Any
 
 from record.faults import FaultPlan, PlanError
 from record.logs import configure_logging
-from servers.topology import TopologyError
+from servers import TOPOLOGIES, TopologyError
 from sim.spec import RunSpec
 from store.errors import (
     InvalidTimerType,
@@ -163,9 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--users", type=int, default=50)
     load.add_argument("--duration", type=float, default=30.0, help="seconds of load")
     load.add_argument("--pods", type=int, default=3)
-    load.add_argument(
-        "--topology", choices=("standalone", "cluster", "sentinel"), default="standalone"
-    )
+    load.add_argument("--topology", choices=tuple(TOPOLOGIES), default="standalone")
     load.add_argument(
         "--persistence",
         choices=("none", "rdb", "aof_everysec", "aof_always"),
@@ -221,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
 
     topology = commands.add_parser("topology", help="start or stop real Redis servers")
     topology.add_argument("action", choices=("up", "down"))
-    topology.add_argument("kind", choices=("standalone", "cluster", "sentinel"))
+    topology.add_argument("kind", choices=tuple(TOPOLOGIES))
     topology.add_argument(
         "--persistence", choices=("none", "rdb", "aof_everysec", "aof_always"), default="none"
     )
@@ -569,7 +567,7 @@ def _config(args: argparse.Namespace) -> int:
 def _topology(args: argparse.Namespace) -> int:
     import yaml
 
-    from servers.topology import Topology, start_topology
+    from servers import Topology, start_topology
 
     run_dir: Path = args.run_dir or Path(".timerlab") / f"topology-{args.kind}"
     if args.action == "down":

@@ -36,7 +36,7 @@ import redis
 
 from record.faults import Fault
 from record.history import HistoryWriter
-from servers.topology import ClusterTopology, RedisNode, SentinelTopology, Topology
+from servers import ClusterTopology, RedisNode, SentinelTopology, Topology
 
 FAILOVER_TIMEOUT = 30.0
 _FAILOVER_POLL = 0.01

@@ -45,19 +45,18 @@ from loadtest.scenarios import (
     SCENARIOS,
     SESSION_TIMEOUT,
     SHAPES,
-    TOPOLOGIES,
     LoadSettings,
     fault_plan,
 )
 from record.history import merge_histories, read_history
 from record.runinfo import RunInfo
-from servers.topology import (
+from servers import (
     PERSISTENCE_MODES,
-    ClusterTopology,
+    TOPOLOGIES,
     Persistence,
-    SentinelTopology,
     StandaloneTopology,
     Topology,
+    build_topology,
     free_port,
 )
 from store.endpoint import EndpointConfig
@@ -148,7 +147,7 @@ def check_options(options: LoadOptions) -> None:
             raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(choices)}")
 
     one_of("scenario", o.scenario, SCENARIOS)
-    one_of("topology", o.topology, TOPOLOGIES)
+    one_of("topology", o.topology, tuple(TOPOLOGIES))
     one_of("persistence", o.persistence, PERSISTENCE_MODES)
     one_of("shape", o.shape, SHAPES)
     if o.users < 1 or o.pods < 1 or o.workers < 0:
@@ -372,12 +371,7 @@ def _uninterrupted() -> Iterator[None]:
 
 def _topology(options: LoadOptions, out: Path) -> Topology:
     persistence = cast(Persistence, options.persistence)  # checked by check_options
-    where = out / "redis"
-    if options.topology == "sentinel":
-        return SentinelTopology(where, replicas=1, sentinels=3, persistence=persistence)
-    if options.topology == "cluster":
-        return ClusterTopology(where, masters=3, replicas_per_master=1, persistence=persistence)
-    return StandaloneTopology(where, persistence=persistence)
+    return build_topology(options.topology, out / "redis", persistence=persistence)
 
 
 def _prepare(out: Path) -> None:

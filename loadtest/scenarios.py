@@ -23,7 +23,6 @@ SCENARIOS = (
     "pod-kill",
 )
 SHAPES = ("steady", "ramp", "spike", "soak")
-TOPOLOGIES = ("standalone", "sentinel", "cluster")
 
 ONLY_ON: dict[str, tuple[str, ...]] = {
     # A restart or a SIGSTOP of a sentinel master would start a failover: another scenario.

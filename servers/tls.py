@@ -1,63 +1,32 @@
-"""Throwaway TLS material for tests that run real redis-server processes with TLS.
+"""Throwaway TLS material for tests and load runs that start real redis-server processes with TLS.
 
 Why generate rather than commit certificates: committed keys expire, get copied into real
 deployments, and cannot prove "wrong CA" without a second CA anyway. Everything here is made
-fresh per test run by the ``openssl`` command line tool (the ``cryptography`` package is not a
-dependency of this project), uses small fast EC P-256 keys, and is valid for two days only.
+fresh per run with `trustme` (a library made for exactly this), uses small fast EC P-256 keys,
+and is valid for two days only.
 """
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
-import secrets
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servers.topology import TlsFiles
+import trustme
+
+from servers.nodes import TlsFiles
 
 VALID_DAYS = 2
 """Long enough for any test session, short enough that a leaked key is soon worthless."""
 
-_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
-"""P-256 keys: generated in milliseconds, where RSA-2048 takes a noticeable fraction of a second."""
-
 _NAME = re.compile(r"[A-Za-z0-9.:\-]+")
-
-_REQ_CONFIG = """\
-# Self-contained, so the system openssl.cnf cannot change what is generated.
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-[ca_ext]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-# clientAuth too: redis presents its server certificate as a client certificate on replication
-# and cluster-bus links, and the topology's admin client reuses it as well.
-extendedKeyUsage = serverAuth, clientAuth
-subjectAltName = {san}
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[client_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectAltName = {san}
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-"""
 
 
 class TlsError(RuntimeError):
-    """The certificates could not be generated; the message names the openssl step."""
+    """The certificates could not be generated."""
 
 
 @dataclass(frozen=True)
@@ -102,85 +71,48 @@ class TlsBundle:
 def generate_tls(directory: Path, *, common_name: str = "127.0.0.1") -> TlsBundle:
     """Create a CA, a server and a client certificate signed by it, and an unrelated CA.
 
-    Both leaf certificates carry ``common_name`` as CN and the SANs IP:127.0.0.1 and
-    DNS:localhost (plus ``common_name`` itself), because clients verify the host name against
-    the SANs, not the CN. Raises `TlsError` if openssl is missing or fails.
+    Both leaf certificates carry ``common_name`` as CN and the SANs 127.0.0.1 and localhost
+    (plus ``common_name`` itself), because clients verify the host name against the SANs, not
+    the CN; both may authenticate either side (redis presents its server certificate as a
+    client certificate on replication and cluster-bus links).
     """
     if not _NAME.fullmatch(common_name):
         raise TlsError(f"common_name must be a host name or IP address, not {common_name!r}")
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise TlsError("openssl not found: apt-get install openssl")
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "openssl-req.cnf"
-    config.write_text(_REQ_CONFIG.format(san=_subject_alt_names(common_name)), encoding="utf-8")
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=VALID_DAYS)
+    names = _identities(common_name)
+    ca, other = trustme.CA(), trustme.CA()
+    server = ca.issue_cert(*names, common_name=common_name, not_before=start, not_after=end)
+    client = ca.issue_cert(*names, common_name=common_name, not_before=start, not_after=end)
 
-    def run(step: str, *args: str) -> None:
-        try:
-            result = subprocess.run(
-                [openssl, *args],
-                cwd=directory,
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise TlsError(f"openssl hung while creating the {step}") from exc
-        if result.returncode != 0:
-            detail = " | ".join(result.stderr.strip().splitlines()[-4:])
-            raise TlsError(f"openssl failed to create the {step}: {detail}")
+    def write(name: str, blob: trustme.Blob) -> Path:
+        path = directory / name
+        blob.write_to_path(str(path))
+        path.chmod(0o600 if name.endswith(".key") else 0o644)
+        return path
 
-    def make_ca(name: str, subject: str) -> tuple[Path, Path]:
-        cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-        run(
-            name, "req", "-x509", "-new", "-config", str(config), "-extensions", "ca_ext",
-            *_EC_KEY, "-nodes", "-keyout", str(key), "-out", str(cert),
-            "-days", str(VALID_DAYS), "-subj", subject,
-        )  # fmt: skip
-        return cert, key
-
-    def make_leaf(name: str, extensions: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-        cert, key, csr = (directory / f"{name}.{ext}" for ext in ("crt", "key", "csr"))
-        # A random serial (no .srl file): regenerating into one directory never reuses one.
-        run(
-            f"{name} key", "req", "-new", "-config", str(config), *_EC_KEY, "-nodes",
-            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={common_name}",
-        )  # fmt: skip
-        run(
-            f"{name} certificate", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]),
-            "-CAkey", str(ca[1]), "-set_serial", f"0x{secrets.token_hex(16)}",
-            "-days", str(VALID_DAYS), "-extfile", str(config), "-extensions", extensions,
-            "-out", str(cert),
-        )  # fmt: skip
-        csr.unlink()
-        return cert, key
-
-    ca = make_ca("ca", "/CN=timerlab throwaway CA")
-    server = make_leaf("server", "server_ext", ca)
-    client = make_leaf("client", "client_ext", ca)
-    other = make_ca("other-ca", "/CN=timerlab unrelated CA")
     return TlsBundle(
         directory=directory,
-        ca_cert=ca[0],
-        ca_key=ca[1],
-        server_cert=server[0],
-        server_key=server[1],
-        client_cert=client[0],
-        client_key=client[1],
-        other_ca_cert=other[0],
-        other_ca_key=other[1],
+        ca_cert=write("ca.crt", ca.cert_pem),
+        ca_key=write("ca.key", ca.private_key_pem),
+        server_cert=write("server.crt", server.cert_chain_pems[0]),
+        server_key=write("server.key", server.private_key_pem),
+        client_cert=write("client.crt", client.cert_chain_pems[0]),
+        client_key=write("client.key", client.private_key_pem),
+        other_ca_cert=write("other-ca.crt", other.cert_pem),
+        other_ca_key=write("other-ca.key", other.private_key_pem),
     )
 
 
-def _subject_alt_names(common_name: str) -> str:
-    """IP:127.0.0.1 and DNS:localhost always; ``common_name`` as well when it is another name."""
-    names = ["IP:127.0.0.1", "DNS:localhost"]
+def _identities(common_name: str) -> list[str]:
+    """127.0.0.1 and localhost always; ``common_name`` as well when it is another name."""
+    names = ["127.0.0.1", "localhost"]
     try:
-        extra = f"IP:{ipaddress.ip_address(common_name)}"
+        name = str(ipaddress.ip_address(common_name))
     except ValueError:
-        extra = f"DNS:{common_name}"
-    if extra not in names:
-        names.append(extra)
-    return ", ".join(names)
+        name = common_name
+    if name not in names:
+        names.append(name)
+    return names

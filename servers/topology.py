@@ -10,157 +10,41 @@ process (``timerlab topology down``) can stop what this one started.
 from __future__ import annotations
 
 import atexit
-import collections
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self, get_args
+from typing import Any, ClassVar, Self
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-Persistence = Literal["none", "rdb", "aof_everysec", "aof_always"]
-PERSISTENCE_MODES: tuple[str, ...] = get_args(Persistence)
-
-STATE_FILE = "topology.json"
-HOST = "127.0.0.1"
-CLUSTER_SLOTS = 16384
-CLUSTER_BUS_OFFSET = 10000  # redis derives the cluster bus port as port + 10000
-INSTALL_HINT = "apt-get install redis-server redis-sentinel redis-tools"
-
-# What each persistence mode means in redis.conf; `save ""` turns RDB snapshots off.
-_PERSISTENCE_CONF: dict[str, list[str]] = {
-    "none": ['save ""', "appendonly no"],
-    "rdb": ["save 1 1", "appendonly no"],
-    "aof_everysec": ['save ""', "appendonly yes", "appendfsync everysec"],
-    "aof_always": ['save ""', "appendonly yes", "appendfsync always"],
-}
-
-_READY_TIMEOUT = 10.0  # a node must answer PING this soon after exec (AOF replay included)
-_STOP_GRACE = 5.0  # SIGTERM lets redis flush its persistence; after this it gets SIGKILL
-_PORT_ATTEMPTS = 5  # how often a fresh node may move to another port after a bind race
-_POLL = 0.05
-
-# Seeded per process so that parallel test workers pick different ports most of the time.
-_RNG = random.Random(os.getpid() * 1_000_003 + time.time_ns())
-# Ports handed out recently but perhaps not bound yet: a second call must not return them.
-_RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=256)
-
-
-class TopologyError(RuntimeError):
-    """A topology could not be started, reached or stopped; the message says what to do."""
-
-
-class _PortInUse(TopologyError):
-    """The node lost its port to another process between choosing and binding it."""
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """Server certificate files; with TLS each node listens only on its TLS port."""
-
-    ca_cert: Path
-    cert: Path
-    key: Path
-
-
-@dataclass
-class RedisNode:
-    """One redis-server or sentinel process; ``role`` is the role it was started with."""
-
-    name: str
-    role: str
-    port: int
-    conf_path: Path
-    data_dir: Path
-    pid: int | None = None
-
-    def address(self) -> str:
-        """The ``host:port`` form that redis clients and redis-cli take."""
-        return f"{HOST}:{self.port}"
-
-
-def free_port(*, low: int = 16000, high: int = 21999, also_free: Sequence[int] = ()) -> int:
-    """Pick a random port in [low, high] that can be bound on 127.0.0.1 right now.
-
-    ``also_free`` holds offsets from that port which must be free as well, e.g.
-    ``(CLUSTER_BUS_OFFSET,)`` for a cluster node, whose bus port is port + 10000. Random rather
-    than sequential choice keeps parallel test processes apart; a port can still be raced
-    away before redis binds it, which ``Topology.start`` handles by choosing again.
-    """
-    for _ in range(500):
-        port = _RNG.randint(low, high)
-        if port in _RECENT_PORTS:
-            continue
-        if all(_can_bind(port + offset) for offset in (0, *also_free)):
-            _RECENT_PORTS.append(port)
-            return port
-    raise TopologyError(f"no free port found in {low}-{high} on {HOST}; stop stray redis processes")
-
-
-def _can_bind(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise TopologyError(f"{name} not found: {INSTALL_HINT}")
-    return path
-
-
-def _command(node: RedisNode) -> list[str]:
-    """The argv for a node; sentinel falls back to ``redis-server --sentinel``."""
-    if node.role != "sentinel":
-        return [_binary("redis-server"), str(node.conf_path)]
-    sentinel = shutil.which("redis-sentinel")
-    if sentinel is not None:
-        return [sentinel, str(node.conf_path)]
-    return [_binary("redis-server"), str(node.conf_path), "--sentinel"]
-
-
-def _quote(value: object) -> str:
-    """Quote a redis.conf value so spaces, quotes or '#' in passwords and paths survive."""
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
-def _is_redis_pid(pid: int) -> bool:
-    """True if ``pid`` is a live redis process, so a reused PID is never signalled."""
-    try:
-        return b"redis" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``check`` until it is true; errors from ``check`` count as 'not yet'."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (redis.RedisError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise TopologyError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(_POLL)
+from servers.nodes import (
+    HOST,
+    PERSISTENCE_CONF,
+    PERSISTENCE_MODES,
+    POLL,
+    PORT_ATTEMPTS,
+    READY_TIMEOUT,
+    STATE_FILE,
+    STOP_GRACE,
+    Persistence,
+    PortInUse,
+    RedisNode,
+    TlsFiles,
+    TopologyError,
+    free_port,
+    is_redis_pid,
+    node_command,
+    quote_conf,
+)
 
 
 class Topology:
@@ -235,7 +119,7 @@ class Topology:
     def kill(self, node: RedisNode) -> None:
         """SIGKILL one node and wait until it is gone: a crash, with no chance to persist."""
         self._signal(node, signal.SIGKILL)
-        if not self._wait_exit(node, _STOP_GRACE):
+        if not self._wait_exit(node, STOP_GRACE):
             raise TopologyError(f"{node.name} (pid {node.pid}) survived SIGKILL; check with ps")
         self._forget_process(node)
         self._write_state()
@@ -252,7 +136,7 @@ class Topology:
         if wait:
             try:
                 self._wait_ready(node)
-            except _PortInUse as exc:
+            except PortInUse as exc:
                 raise TopologyError(
                     f"{node.name}: port {node.port} was taken while the node was down; "
                     "stop the process holding it and restart again"
@@ -337,9 +221,8 @@ class Topology:
             raise TopologyError(
                 f"cannot read {path}: {exc}; was the topology started there?"
             ) from exc
-        kinds: dict[str, type[Topology]] = {
-            sub.kind: sub for sub in (StandaloneTopology, ClusterTopology, SentinelTopology)
-        }
+        from servers.kinds import TOPOLOGIES as kinds  # the kinds are built on this class
+
         if state.get("kind") not in kinds:
             raise TopologyError(f"{path}: unknown topology kind {state.get('kind')!r}")
         params = dict(state["params"])
@@ -447,25 +330,25 @@ class Topology:
             *listen,
             f"bind {HOST}",
             "daemonize no",
-            f"dir {_quote(node.data_dir)}",
-            f"logfile {_quote(node.data_dir / 'redis.log')}",
+            f"dir {quote_conf(node.data_dir)}",
+            f"logfile {quote_conf(node.data_dir / 'redis.log')}",
         ]
         if self.tls is not None:
             lines += [
-                f"tls-cert-file {_quote(self.tls.cert)}",
-                f"tls-key-file {_quote(self.tls.key)}",
-                f"tls-ca-cert-file {_quote(self.tls.ca_cert)}",
+                f"tls-cert-file {quote_conf(self.tls.cert)}",
+                f"tls-key-file {quote_conf(self.tls.key)}",
+                f"tls-ca-cert-file {quote_conf(self.tls.ca_cert)}",
                 "tls-auth-clients optional",
                 "tls-replication yes",
             ]
         if node.role != "sentinel":
-            lines += _PERSISTENCE_CONF[self.persistence]
+            lines += PERSISTENCE_CONF[self.persistence]
             # Redis 7 waits 5 s by default before a diskless full sync; tests cannot afford it.
             lines.append("repl-diskless-sync-delay 0")
             if self.password is not None:
                 lines += [
-                    f"requirepass {_quote(self.password)}",
-                    f"masterauth {_quote(self.password)}",
+                    f"requirepass {quote_conf(self.password)}",
+                    f"masterauth {quote_conf(self.password)}",
                 ]
         lines += self._node_conf(node)
         if node.role != "sentinel":
@@ -474,7 +357,7 @@ class Topology:
 
     def _launch_fresh(self, node: RedisNode) -> None:
         """First start of a node: clean dir, new conf; move to another port if it was raced away."""
-        for attempt in range(_PORT_ATTEMPTS):
+        for attempt in range(PORT_ATTEMPTS):
             shutil.rmtree(node.data_dir, ignore_errors=True)
             node.data_dir.mkdir(parents=True)
             node.conf_path.write_text(self._render(node))
@@ -482,9 +365,9 @@ class Topology:
             try:
                 self._wait_ready(node)
                 return
-            except _PortInUse as exc:
+            except PortInUse as exc:
                 self._forget_process(node)
-                if self._fixed_ports or attempt == _PORT_ATTEMPTS - 1:
+                if self._fixed_ports or attempt == PORT_ATTEMPTS - 1:
                     raise TopologyError(
                         f"{node.name}: port {node.port} (or its cluster bus port) is in use; "
                         "free it or let the topology pick a port"
@@ -496,7 +379,7 @@ class Topology:
         """Exec the node in its own session, so a Ctrl-C meant for Python does not reach it."""
         with (node.data_dir / "stdout.log").open("ab") as out:
             proc = subprocess.Popen(
-                _command(node),
+                node_command(node),
                 cwd=node.data_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -510,18 +393,18 @@ class Topology:
 
     def _wait_ready(self, node: RedisNode) -> None:
         """Wait for PING (which fails with LOADING while an AOF/RDB is replayed)."""
-        deadline = time.monotonic() + _READY_TIMEOUT
+        deadline = time.monotonic() + READY_TIMEOUT
         while not self._ping(node):
             if not self._alive(node):
                 tail = self._log_tail(node)
-                error = _PortInUse if "Address already in use" in tail else TopologyError
+                error = PortInUse if "Address already in use" in tail else TopologyError
                 raise error(f"{node.name} exited at start-up; log tail: {tail}")
             if time.monotonic() > deadline:
                 raise TopologyError(
-                    f"{node.name} did not answer PING within {_READY_TIMEOUT:g}s; "
+                    f"{node.name} did not answer PING within {READY_TIMEOUT:g}s; "
                     f"see {node.data_dir / 'redis.log'}"
                 )
-            time.sleep(_POLL)
+            time.sleep(POLL)
 
     def _ping(self, node: RedisNode) -> bool:
         try:
@@ -549,7 +432,7 @@ class Topology:
         proc = self._procs.get(node.name)
         if proc is not None:
             return proc.poll() is None
-        return node.pid is not None and _is_redis_pid(node.pid)
+        return node.pid is not None and is_redis_pid(node.pid)
 
     def _signal(self, node: RedisNode, sig: signal.Signals) -> None:
         """Signal a node only if its PID still is the redis process we started."""
@@ -567,11 +450,11 @@ class Topology:
         for node in running:
             self._signal(node, signal.SIGTERM)
             self._signal(node, signal.SIGCONT)
-        deadline = time.monotonic() + _STOP_GRACE
+        deadline = time.monotonic() + STOP_GRACE
         for node in running:
             if not self._wait_exit(node, deadline - time.monotonic()):
                 self._signal(node, signal.SIGKILL)
-                self._wait_exit(node, _STOP_GRACE)
+                self._wait_exit(node, STOP_GRACE)
             self._forget_process(node)
 
     def _wait_exit(self, node: RedisNode, timeout: float) -> bool:
@@ -588,7 +471,7 @@ class Topology:
         while self._alive(node):
             if time.monotonic() > deadline:
                 return False
-            time.sleep(_POLL)
+            time.sleep(POLL)
         return True
 
     def _forget_process(self, node: RedisNode) -> None:
@@ -608,360 +491,6 @@ class Topology:
             "--key",
             str(self.tls.key),
         ]
-
-
-class StandaloneTopology(Topology):
-    """One redis-server: the simplest target, and the one for persistence experiments."""
-
-    kind = "standalone"
-
-    def __init__(
-        self,
-        run_dir: Path,
-        *,
-        persistence: Persistence = "none",
-        password: str | None = None,
-        port: int | None = None,
-        tls: TlsFiles | None = None,
-        extra_config: Mapping[str, object] | None = None,
-    ) -> None:
-        super().__init__(
-            run_dir, persistence=persistence, password=password, tls=tls, extra_config=extra_config
-        )
-        self._fixed_ports = port is not None
-        self.nodes = [self._new_node("redis-0", "standalone", port or free_port())]
-
-    def _params(self) -> dict[str, Any]:
-        return {"port": self.nodes[0].port if self._fixed_ports else None}
-
-    def _bootstrap(self) -> None:
-        self._launch_fresh(self.nodes[0])
-
-    def _store_endpoints(self) -> dict[str, Any]:
-        return {"type": "redis", "host": HOST, "port": self.nodes[0].port, "db": 0}
-
-
-class ClusterTopology(Topology):
-    """A redis cluster built with ``redis-cli --cluster create``.
-
-    ``cluster-node-timeout 1000`` and ``cluster-replica-validity-factor 0`` make failover fast
-    and always possible, which is what failure tests want from it.
-    """
-
-    kind = "cluster"
-
-    def __init__(
-        self,
-        run_dir: Path,
-        *,
-        masters: int = 3,
-        replicas_per_master: int = 1,
-        persistence: Persistence = "none",
-        password: str | None = None,
-        tls: TlsFiles | None = None,
-        extra_config: Mapping[str, object] | None = None,
-    ) -> None:
-        if masters < 3 or replicas_per_master < 0:
-            raise TopologyError("a redis cluster needs masters >= 3 and replicas_per_master >= 0")
-        super().__init__(
-            run_dir, persistence=persistence, password=password, tls=tls, extra_config=extra_config
-        )
-        self.masters_count = masters
-        self.replicas_per_master = replicas_per_master
-        for index in range(masters * (1 + replicas_per_master)):
-            port = self._port_for_new_node()
-            self.nodes.append(
-                self._new_node(f"cluster-{port}", "master" if index < masters else "replica", port)
-            )
-
-    def masters(self) -> list[RedisNode]:
-        """The masters serving slots right now, as the cluster itself reports them."""
-        for node in self._live_nodes():
-            try:
-                with self.client(node) as conn:
-                    text = str(conn.execute_command("CLUSTER", "NODES"))
-            except (redis.RedisError, OSError):
-                continue
-            return [self._node_by_port(port) for port in sorted(_cluster_masters(text))]
-        raise TopologyError(f"no cluster node under {self.run_dir} answers CLUSTER NODES")
-
-    def wait_healthy(self, timeout: float = 30) -> None:
-        """Until every live node says cluster_state:ok with all 16384 slots served, all live
-        nodes agree on who the masters are, and every live replica has its master link up.
-
-        The agreement matters right after a restart: a returning old master still believes in
-        its stale slot map (and says ok) until the others tell it about the failover.
-        """
-        _wait_for(self._healthy, timeout, f"cluster under {self.run_dir} to become healthy")
-
-    def _healthy(self) -> bool:
-        live = self._live_nodes()
-        views: set[frozenset[int]] = set()
-        for node in live:
-            with self.client(node, socket_timeout=1.0) as conn:
-                info = _parse_info(str(conn.execute_command("CLUSTER", "INFO")))
-                views.add(
-                    frozenset(_cluster_masters(str(conn.execute_command("CLUSTER", "NODES"))))
-                )
-                replication = conn.info("replication")
-            if info.get("cluster_state") != "ok":
-                return False
-            if info.get("cluster_slots_ok") != str(CLUSTER_SLOTS):
-                return False
-            if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
-                return False
-        return len(views) == 1
-
-    def _params(self) -> dict[str, Any]:
-        return {"masters": self.masters_count, "replicas_per_master": self.replicas_per_master}
-
-    def _port_for_new_node(self) -> int:
-        return free_port(high=21999, also_free=(CLUSTER_BUS_OFFSET,))
-
-    def _place(self, node: RedisNode, port: int) -> None:
-        fresh = self._new_node(f"cluster-{port}", node.role, port)
-        node.name, node.port, node.conf_path, node.data_dir = (
-            fresh.name,
-            fresh.port,
-            fresh.conf_path,
-            fresh.data_dir,
-        )
-
-    def _node_conf(self, node: RedisNode) -> list[str]:
-        lines = [
-            "cluster-enabled yes",
-            "cluster-config-file nodes.conf",
-            "cluster-node-timeout 1000",
-            "cluster-replica-validity-factor 0",
-        ]
-        if self.tls is not None:
-            lines.append("tls-cluster yes")
-        return lines
-
-    def _bootstrap(self) -> None:
-        for node in self.nodes:
-            self._launch_fresh(node)
-        self._create_cluster()
-        self.wait_healthy()
-        current = {node.port for node in self.masters()}
-        for node in self.nodes:
-            node.role = "master" if node.port in current else "replica"
-
-    def _create_cluster(self) -> None:
-        """Run ``redis-cli --cluster create``; the password goes via REDISCLI_AUTH, not argv."""
-        args = [
-            _binary("redis-cli"),
-            *self._cli_tls_args(),
-            "--cluster",
-            "create",
-            *(node.address() for node in self.nodes),
-            "--cluster-replicas",
-            str(self.replicas_per_master),
-            "--cluster-yes",
-        ]
-        env = dict(os.environ)
-        if self.password is not None:
-            env["REDISCLI_AUTH"] = self.password
-        try:
-            result = subprocess.run(
-                args, env=env, capture_output=True, text=True, timeout=60, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise TopologyError("redis-cli --cluster create hung for 60s; see node logs") from exc
-        output = result.stdout + result.stderr
-        if result.returncode != 0 or "[ERR]" in output:
-            tail = " | ".join(line for line in output.splitlines()[-6:] if line.strip())
-            raise TopologyError(f"redis-cli --cluster create failed: {self._redact(tail)}")
-
-    def _store_endpoints(self) -> dict[str, Any]:
-        return {
-            "type": "redis",
-            "deployment_mode": "cluster",
-            "endpoints": [node.address() for node in self.masters()],
-        }
-
-
-def _parse_info(text: str) -> dict[str, str]:
-    """Parse ``key:value`` lines (CLUSTER INFO)."""
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def _cluster_masters(nodes_text: str) -> set[int]:
-    """Ports of the healthy slot-serving masters in a CLUSTER NODES reply.
-
-    Line format: ``<id> <ip:port@bus[,hostname]> <flags> <master> <ping> <pong> <epoch>
-    <link> <slot>...``; a master without slots or flagged fail/fail? is not serving.
-    """
-    ports: set[int] = set()
-    for line in nodes_text.splitlines():
-        fields = line.split()
-        if len(fields) < 9:
-            continue
-        flags = fields[2].split(",")
-        if "master" in flags and "fail" not in flags and "fail?" not in flags:
-            ports.add(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
-    return ports
-
-
-class SentinelTopology(Topology):
-    """One master, its replicas and a sentinel group that fails the master over."""
-
-    kind = "sentinel"
-
-    def __init__(
-        self,
-        run_dir: Path,
-        *,
-        replicas: int = 1,
-        sentinels: int = 3,
-        service: str = "mymaster",
-        down_after_ms: int = 1000,
-        failover_timeout_ms: int = 3000,
-        persistence: Persistence = "none",
-        password: str | None = None,
-        tls: TlsFiles | None = None,
-        extra_config: Mapping[str, object] | None = None,
-    ) -> None:
-        if replicas < 0 or sentinels < 1:
-            raise TopologyError("a sentinel topology needs replicas >= 0 and sentinels >= 1")
-        super().__init__(
-            run_dir, persistence=persistence, password=password, tls=tls, extra_config=extra_config
-        )
-        self.replicas = replicas
-        self.sentinels = sentinels
-        self.service = service
-        self.down_after_ms = down_after_ms
-        self.failover_timeout_ms = failover_timeout_ms
-        self.nodes = [self._new_node("redis-0", "master", free_port())]
-        self.nodes += [
-            self._new_node(f"redis-{i}", "replica", free_port()) for i in range(1, replicas + 1)
-        ]
-        self.nodes += [
-            self._new_node(f"sentinel-{i}", "sentinel", free_port()) for i in range(sentinels)
-        ]
-
-    def current_master(self) -> RedisNode:
-        """The master most live sentinels report now (they can briefly disagree mid-failover)."""
-        votes = collections.Counter(self._reported_master_ports())
-        if not votes:
-            raise TopologyError(
-                f"no sentinel under {self.run_dir} reports a master for {self.service}"
-            )
-        return self._node_by_port(votes.most_common(1)[0][0])
-
-    def wait_failover(self, old_master: RedisNode, timeout: float = 30) -> RedisNode:
-        """Until every answering sentinel reports one other master, and it says ROLE master."""
-        promoted: list[RedisNode] = []
-
-        def failed_over() -> bool:
-            ports = set(self._reported_master_ports())
-            if len(ports) != 1 or old_master.port in ports:
-                return False
-            node = self._node_by_port(ports.pop())
-            with self.client(node, socket_timeout=1.0) as conn:
-                role = conn.execute_command("ROLE")
-            if role[0] != "master":
-                return False
-            promoted.append(node)
-            return True
-
-        _wait_for(failed_over, timeout, f"sentinels to fail over from {old_master.name}")
-        return promoted[-1]
-
-    def _reported_master_ports(self) -> list[int]:
-        ports = []
-        for node in self._live_nodes(self._sentinel_nodes()):
-            try:
-                with self.client(node, socket_timeout=1.0) as conn:
-                    addr = conn.sentinel_get_master_addr_by_name(self.service)
-            except (redis.RedisError, OSError):
-                continue
-            if addr:
-                ports.append(int(addr[1]))
-        return ports
-
-    def _sentinel_nodes(self) -> list[RedisNode]:
-        return [node for node in self.nodes if node.role == "sentinel"]
-
-    def _params(self) -> dict[str, Any]:
-        return {
-            "replicas": self.replicas,
-            "sentinels": self.sentinels,
-            "service": self.service,
-            "down_after_ms": self.down_after_ms,
-            "failover_timeout_ms": self.failover_timeout_ms,
-        }
-
-    def _node_conf(self, node: RedisNode) -> list[str]:
-        master = self.nodes[0]
-        if node.role == "replica":
-            return [f"replicaof {HOST} {master.port}"]
-        if node.role != "sentinel":
-            return []
-        quorum = self.sentinels // 2 + 1
-        lines = [
-            f"sentinel monitor {self.service} {HOST} {master.port} {quorum}",
-            f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
-            f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}",
-            f"sentinel parallel-syncs {self.service} 1",
-        ]
-        if self.password is not None:
-            lines.append(f"sentinel auth-pass {self.service} {_quote(self.password)}")
-        return lines
-
-    def _bootstrap(self) -> None:
-        """Master first, then replicas (pointed at its final port), then sentinels."""
-        data, sentinels = self._data_nodes(), self._sentinel_nodes()
-        for node in data:
-            self._launch_fresh(node)
-        _wait_for(self._replicas_synced, 15, f"replicas of {data[0].name} to sync")
-        for node in sentinels:
-            self._launch_fresh(node)
-        _wait_for(self._sentinels_settled, 30, "sentinels to see the replicas and each other")
-
-    def _replicas_synced(self) -> bool:
-        for node in self._data_nodes()[1:]:
-            with self.client(node, socket_timeout=1.0) as conn:
-                if conn.info("replication").get("master_link_status") != "up":
-                    return False
-        return True
-
-    def _sentinels_settled(self) -> bool:
-        replica_ports = {node.port for node in self._data_nodes()[1:]}
-        for node in self._sentinel_nodes():
-            with self.client(node, socket_timeout=1.0) as conn:
-                master = conn.sentinel_master(self.service)
-                known = conn.sentinel_slaves(self.service)
-            if master["num-other-sentinels"] != self.sentinels - 1:
-                return False
-            healthy = {r["port"] for r in known if not (r["is_sdown"] or r["is_disconnected"])}
-            if not replica_ports <= healthy:
-                return False
-        return True
-
-    def _store_endpoints(self) -> dict[str, Any]:
-        return {
-            "type": "redis",
-            "deployment_mode": "sentinel",
-            "endpoints": [node.address() for node in self._sentinel_nodes()],
-            "sentinel_service": self.service,
-            "db": 0,
-        }
-
-
-def start_topology(
-    kind: str, run_dir: Path, *, persistence: Persistence = "none", **kwargs: Any
-) -> Topology:
-    """Build and start a topology by kind name; the CLI and load tests pick the kind from text."""
-    kinds: dict[str, type[Topology]] = {
-        "standalone": StandaloneTopology,
-        "cluster": ClusterTopology,
-        "sentinel": SentinelTopology,
-    }
-    if kind not in kinds:
-        raise TopologyError(f"unknown topology kind {kind!r}; use one of {sorted(kinds)}")
-    return kinds[kind](run_dir, persistence=persistence, **kwargs).start()
 
 
 # Topologies started in this process and not stopped yet; atexit stops them so a test or

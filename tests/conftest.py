@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import structlog
 
-from servers.topology import (
+from servers import (
     ClusterTopology,
     SentinelTopology,
     StandaloneTopology,

@@ -26,7 +26,7 @@ import yaml
 from redis.cluster import RedisCluster
 
 from harness.cli import main as timerlab
-from servers.topology import ClusterTopology, StandaloneTopology
+from servers import ClusterTopology, StandaloneTopology
 from store import FallbackTimerStore, SessionTimerStore, create_timer_store
 from store.base import aclose_store
 from store.endpoint import load_endpoint_config

@@ -27,7 +27,7 @@ from redis.retry import Retry
 
 from benchmarks.baselines.rasa_manager import RasaTimerManager
 from benchmarks.baselines.rasa_store import RasaRedisTimerStore, rasa_key_prefix
-from servers.topology import StandaloneTopology
+from servers import StandaloneTopology
 from store.base import SessionTimerStore
 from store.endpoint import EndpointConfig
 from store.errors import TimerStoreConfigError

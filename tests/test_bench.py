@@ -34,7 +34,7 @@ from benchmarks.rows.common import (
     rasa_keys,
 )
 from benchmarks.runner import GROUPS, ROWS, fmt_ratio, fmt_value, run_bench
-from servers.topology import StandaloneTopology
+from servers import StandaloneTopology
 from store.timer import SessionTimer
 from tests.conftest import unique_prefix
 

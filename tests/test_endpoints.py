@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from servers.topology import StandaloneTopology
+from servers import StandaloneTopology
 from store import (
     EndpointConfig,
     InMemoryTimerStore,

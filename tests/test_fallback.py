@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from servers.topology import Topology
+from servers import Topology
 from store import ManualClock, StoreUnavailableError, create_timer_store
 from store.fallback import FallbackTimerStore
 from store.redis import RedisTimerStore

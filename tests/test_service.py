@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from servers.topology import Topology
+from servers import Topology
 from store import (
     InMemoryTimerStore,
     ManualClock,

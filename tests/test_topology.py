@@ -22,8 +22,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from servers import topology
-from servers.topology import (
+from servers import (
     ClusterTopology,
     Persistence,
     SentinelTopology,
@@ -32,7 +31,9 @@ from servers.topology import (
     Topology,
     TopologyError,
     start_topology,
+    topology,
 )
+from servers.tls import generate_tls
 
 pytestmark = [
     pytest.mark.redis,
@@ -163,7 +164,7 @@ def test_load_from_state_file_stops_a_topology_started_by_another_process(
     # The child starts a topology, detaches it from its atexit cleanup and exits, as
     # `timerlab topology up` does; this process then plays `timerlab topology down`.
     script = (
-        "import sys; from pathlib import Path; from servers.topology import start_topology; "
+        "import sys; from pathlib import Path; from servers import start_topology; "
         "t = start_topology('sentinel', Path(sys.argv[1]), replicas=1, sentinels=1); t.detach()"
     )
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
@@ -261,25 +262,8 @@ def test_sentinel_group_fails_over_a_killed_master(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
-    d = tmp_path_factory.mktemp("tls")
-
-    def openssl(command: str) -> None:
-        subprocess.run(["openssl", *command.split()], cwd=d, check=True, capture_output=True)
-
-    openssl(
-        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=timerlab-test-ca"
-        " -keyout ca.key -out ca.crt"
-    )
-    openssl("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr")
-    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl(
-        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1"
-        " -extfile san.cnf -out server.crt"
-    )
-    return TlsFiles(ca_cert=d / "ca.crt", cert=d / "server.crt", key=d / "server.key")
+    """A throwaway CA and a server certificate for 127.0.0.1 (servers.tls, with trustme)."""
+    return generate_tls(tmp_path_factory.mktemp("tls")).server_files()
 
 
 @pytest.mark.redis

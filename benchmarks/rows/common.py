@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 import redis
 
 from benchmarks.baselines.rasa_store import RasaRedisTimerStore, rasa_key_prefix
-from servers.topology import StandaloneTopology
+from servers import StandaloneTopology
 from store.endpoint import EndpointConfig
 from store.redis import RedisTimerStore
 from store.redis.codec import encode_body

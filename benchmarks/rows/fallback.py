@@ -45,7 +45,7 @@ from benchmarks.rows.common import (
     make_timers,
     rasa_keys,
 )
-from servers.topology import StandaloneTopology
+from servers import StandaloneTopology
 from store.factory import create_timer_store
 from store.fallback import FallbackTimerStore
 

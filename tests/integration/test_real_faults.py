@@ -24,7 +24,7 @@ from redis.crc import key_slot
 from structlog.testing import capture_logs
 
 from harness.simrun import run_and_check
-from servers.topology import ClusterTopology, SentinelTopology, StandaloneTopology, Topology
+from servers import ClusterTopology, SentinelTopology, StandaloneTopology, Topology
 from sim.scenarios import build_spec
 from store import create_timer_store
 from store.base import aclose_store

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from servers.topology import StandaloneTopology
+from servers import StandaloneTopology
 from store import create_timer_store
 from store.base import aclose_store
 from store.looplag import watch_loop

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from loadtest.pod import Pod, PodOptions
-from servers.topology import Topology
+from servers import Topology
 from store import RedisTimerStore, create_timer_store
 from tests.conftest import redis_config
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from loadtest.proxy import HOST, ProxySet, Route, TcpProxy
-from servers.topology import free_port
+from servers import free_port
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -19,7 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from servers.topology import StandaloneTopology, Topology
+from servers import StandaloneTopology, Topology
 from store import FallbackTimerStore, SessionTimerStore, StoreUnavailableError
 from store.capabilities import ClaimingStore, JournalEntry, ReconcilingStore
 from store.redis import RedisTimerStore

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from servers.topology import Topology
+from servers import Topology
 from store import SessionTimer, create_timer_store
 from store.redis import RedisTimerStore
 from tests.conftest import redis_config, unique_prefix

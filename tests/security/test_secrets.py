@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from servers.topology import STATE_FILE, StandaloneTopology, Topology, free_port
+from servers import STATE_FILE, StandaloneTopology, Topology, free_port
 from store import EndpointConfig, FallbackTimerStore, SessionTimerStore, create_timer_store
 from store.errors import TimerStoreConfigError
 from store.redis import RedisTimerStore

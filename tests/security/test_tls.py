@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from servers import ClusterTopology, SentinelTopology, StandaloneTopology, Topology
 from servers.tls import TlsBundle, TlsError, generate_tls
-from servers.topology import ClusterTopology, SentinelTopology, StandaloneTopology, Topology
 from store import SessionTimerStore, StoreUnavailableError
 from store.capabilities import ClaimingStore
 from tests.conftest import _start, redis_unavailable, unique_prefix
