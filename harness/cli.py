@@ -428,6 +428,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
+    from harness.load import judge_load
     from harness.report import build_report
     from loadtest.run import SCENARIOS, LoadOptions, run_load
 
@@ -447,7 +448,7 @@ def _load(args: argparse.Namespace) -> int:
         loop_stall_bound=args.loop_stall_bound,
     )
     try:
-        result = run_load(options)
+        result = judge_load(run_load(options))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(result.summary())

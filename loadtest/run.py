@@ -15,9 +15,7 @@ SIGTERM) they are stopped by PID: SIGTERM, then SIGKILL after a grace. Servers b
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
-import math
 import os
 import shutil
 import signal
@@ -34,21 +32,19 @@ from typing import Any, cast
 
 import yaml
 
-from harness.checks import Verdict, Violation, check_run
 from loadtest.chaos import FAILOVER_TIMEOUT, ChaosController, WorldLog
 from loadtest.proxy import HOST, ProxyControl
 from loadtest.scenarios import (
     MIN_FAULT_RUN,
     MIN_PODS,
     ONLY_ON,
-    REROUTED,
     SCENARIOS,
     SESSION_TIMEOUT,
     SHAPES,
     LoadSettings,
     fault_plan,
 )
-from record.history import merge_histories, read_history
+from record.history import merge_histories
 from record.runinfo import RunInfo
 from servers import (
     PERSISTENCE_MODES,
@@ -62,7 +58,7 @@ from servers import (
 from store.endpoint import EndpointConfig
 from store.redis.settings import RedisSettings
 
-__all__ = ["SCENARIOS", "LoadOptions", "LoadResult", "run_load"]
+__all__ = ["SCENARIOS", "LoadOptions", "run_load"]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LATENCY = 0.005
@@ -92,50 +88,6 @@ class LoadOptions:
     its connection keys are pointed at the run's Redis."""
     loop_stall_bound: float = 1.0
     """The longest event-loop stall a pod may have (rule loop_stall)."""
-
-
-@dataclass
-class LoadResult:
-    """The verdict and the figures of one load run."""
-
-    out: Path
-    verdict: Verdict
-    requests_per_s: float
-    http_p50_ms: float
-    http_p99_ms: float
-    fire_lateness_p50_s: float
-    fire_lateness_p99_s: float
-    fires_raw: int
-    fires_deduplicated: int
-    requests: int = 0
-    failed_requests: int = 0
-    """Requests that failed for the user (after every pod was tried)."""
-    rerouted_requests: int = 0
-    """Attempts that failed (a pod down, or degraded and answering 503) and were retried."""
-    stale_fires: int = 0
-    """Fires claimed after a newer re-arm or a cancel of their conversation had completed."""
-    scenario: str = ""
-
-    def summary(self) -> str:
-        outcome = "PASS" if self.verdict.ok else "FAIL"
-        broken = ", ".join(f"{rule}×{count}" for rule, count in self.verdict.rules().items())
-        lines = [
-            f"load {self.scenario}: {outcome}" + (f" ({broken})" if broken else ""),
-            f"  http      {self.requests} requests ({self.failed_requests} failed, "
-            f"{self.rerouted_requests} rerouted to another pod), "
-            f"{self.requests_per_s:.1f} req/s, p50 {self.http_p50_ms:.0f} ms, "
-            f"p99 {self.http_p99_ms:.0f} ms",
-            f"  fires     {self.fires_raw} raw, {self.fires_deduplicated} deduplicated "
-            f"({self.fires_raw - self.fires_deduplicated} repeats dropped); "
-            f"{self.stale_fires} stale (after a newer re-arm or a cancel)",
-            f"  lateness  p50 {self.fire_lateness_p50_s:.3f} s, "
-            f"p99 {self.fire_lateness_p99_s:.3f} s (scheduled time to callback done)",
-            f"  loop lag  worst {self.verdict.stats.get('loop_lag_max', 0.0):.3f} s in any pod "
-            f"(bound {self.verdict.info.loop_stall_bound:g} s)",
-            f"  files     {self.out / 'verdict.txt'}, {self.out / 'history.csv'}, "
-            f"{self.out / 'locust.html'}",
-        ]
-        return "\n".join(lines)
 
 
 def check_options(options: LoadOptions) -> None:
@@ -385,8 +337,9 @@ def _prepare(out: Path) -> None:
         stale.unlink()
 
 
-def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> LoadResult:
-    """Run one load scenario end to end and judge it (see the module docstring)."""
+def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> Path:
+    """Run one load scenario end to end; returns its directory (history.csv, run.json),
+    which `harness.load.judge_load` judges."""
     check_options(options)
     out = options.out.resolve()
     _prepare(out)
@@ -431,7 +384,7 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> L
                 processes.stop_all()
                 topology.stop()
                 world.close()
-    return _judge(options, out, settings, deployment.store, end, stats, chaos.errors)
+    return _describe(options, out, settings, deployment.store, end, stats, chaos.errors)
 
 
 CONNECTION_KEYS = (
@@ -562,7 +515,7 @@ def _remote_worker_hint(count: int, master: int, pods: Sequence[int], env: dict[
 # -- the verdict --------------------------------------------------------------------------------
 
 
-def _judge(
+def _describe(
     options: LoadOptions,
     out: Path,
     settings: LoadSettings,
@@ -570,8 +523,8 @@ def _judge(
     end: float,
     receiver: dict[str, Any],
     chaos_errors: Sequence[str],
-) -> LoadResult:
-    """Merge the histories, describe the run, check it, and gather the figures."""
+) -> Path:
+    """Merge the histories and describe the run (`run.json`); the harness judges it."""
     merge_histories((out / "histories").glob("*.csv"), out / "history.csv")
     info = RunInfo(
         kind="load",
@@ -588,61 +541,11 @@ def _judge(
         end=end,
     )
     options_data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
-    run_file = {"info": info.to_data(), "options": options_data, "receiver": receiver}
+    run_file = {
+        "info": info.to_data(),
+        "options": options_data,
+        "receiver": receiver,
+        "chaos_errors": list(chaos_errors),
+    }
     (out / "run.json").write_text(json.dumps(run_file, indent=2) + "\n")
-    verdict = check_run(out)
-    for error in chaos_errors:  # a fault that could not be applied leaves the run unproven
-        verdict.violations.append(Violation("not_exercised", f"chaos: {error}", ()))
-    http = _locust_figures(out / "locust_stats.csv")
-    fires = _fire_figures(out / "history.csv")
-    result = LoadResult(
-        out=out,
-        verdict=verdict,
-        requests_per_s=http["Requests/s"],
-        http_p50_ms=http["50%"],
-        http_p99_ms=http["99%"],
-        fire_lateness_p50_s=fires["p50"],
-        fire_lateness_p99_s=fires["p99"],
-        fires_raw=int(receiver.get("raw", 0)),
-        fires_deduplicated=int(receiver.get("deduplicated", 0)),
-        requests=int(http["Request Count"]),
-        failed_requests=int(http["Failure Count"] - http["rerouted"]),
-        rerouted_requests=int(http["rerouted"]),
-        stale_fires=int(verdict.stats["stale_fires"]),
-        scenario=options.scenario,
-    )
-    (out / "verdict.txt").write_text(verdict.table() + "\n\n" + result.summary() + "\n")
-    return result
-
-
-def _locust_figures(stats: Path) -> dict[str, float]:
-    """The Aggregated row of Locust's stats CSV (response times in ms), and `rerouted`: the
-    failures of attempts the users retried on another pod."""
-    rerouted = 0.0
-    with stats.open(encoding="utf-8", newline="") as stream:
-        for row in csv.DictReader(stream):
-            if row.get("Name", "").endswith(REROUTED):
-                rerouted += _number(row.get("Failure Count"))
-            if row.get("Name") == "Aggregated":
-                keys = ("Requests/s", "50%", "99%", "Request Count", "Failure Count")
-                return {key: _number(row.get(key)) for key in keys} | {"rerouted": rerouted}
-    raise RuntimeError(f"{stats}: no Aggregated row")
-
-
-def _number(text: str | None) -> float:
-    try:
-        return float(text or "nan")
-    except ValueError:  # Locust writes "N/A" when nothing was measured
-        return math.nan
-
-
-def _fire_figures(history: Path) -> dict[str, float]:
-    """Fire lateness: scheduled time to successful callback, first success per fire id."""
-    frame = read_history(history)
-    fires = frame[
-        (frame["kind"] == "fire") & (frame["outcome"] == "fire_done") & (frame["result"] == "ok")
-    ].drop_duplicates("fire_id")
-    if fires.empty:
-        return {"p50": math.nan, "p99": math.nan}
-    lateness = fires["t"] - fires["scheduled_time"]
-    return {"p50": float(lateness.quantile(0.5)), "p99": float(lateness.quantile(0.99))}
+    return out

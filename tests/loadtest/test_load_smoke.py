@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.load import judge_load
 from loadtest.run import LoadOptions, run_load
 from record.history import read_history
 from tests.conftest import redis_unavailable
@@ -23,7 +24,7 @@ def test_redis_restart_under_load(tmp_path: Path) -> None:
         redis_unavailable("redis-server is not installed (apt-get install redis-server)")
     out = tmp_path / "load"
     options = LoadOptions(scenario="redis-restart", users=20, duration=20, pods=2, out=out)
-    result = run_load(options, progress=lambda _: None)
+    result = judge_load(run_load(options, progress=lambda _: None))
     print(result.summary())
 
     assert result.verdict.ok, result.verdict.table()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.load import LoadResult, judge_load
 from loadtest.run import LoadOptions, run_load
 from record.history import read_history
 from store import load_endpoint_config
@@ -26,19 +27,19 @@ def _redis_installed() -> None:
         redis_unavailable("redis-server is not installed (apt-get install redis-server)")
 
 
-def _load(tmp_path: Path, scenario: str, store: dict[str, object] | None) -> object:
+def _load(tmp_path: Path, scenario: str, store: dict[str, object] | None) -> LoadResult:
     options = LoadOptions(
         scenario=scenario, users=10, duration=15, pods=2, out=tmp_path / "load",
         store_section=store,
     )  # fmt: skip
-    return run_load(options, progress=lambda _: None)
+    return judge_load(run_load(options, progress=lambda _: None))
 
 
 def test_the_example_store_runs_in_every_pod_through_a_redis_restart(tmp_path: Path) -> None:
     config = load_endpoint_config(ROOT / "examples" / "endpoints.yml")
     assert config is not None
     result = _load(tmp_path, "redis-restart", config.as_dict())
-    verdict = result.verdict  # type: ignore[attr-defined]
+    verdict = result.verdict
     assert verdict.ok, verdict.table()
     assert verdict.stats["fires"] > 0
     assert verdict.stats["loop_lag_max"] < 1.0
@@ -54,13 +55,13 @@ def test_a_store_on_a_synchronous_client_fails_a_redis_hang_with_loop_stall(
 ) -> None:
     store = {"type": "tests.fixtures.sync_store.SyncClientStore", "socket_timeout": 10}
     result = _load(tmp_path, "redis-hang", store)
-    verdict = result.verdict  # type: ignore[attr-defined]
+    verdict = result.verdict
     assert verdict.rules()["loop_stall"] >= 1, verdict.table()
     assert verdict.stats["loop_lag_max"] > 2.0
 
 
 def test_the_reference_store_passes_the_same_hang(tmp_path: Path) -> None:
     result = _load(tmp_path, "redis-hang", None)
-    verdict = result.verdict  # type: ignore[attr-defined]
+    verdict = result.verdict
     assert verdict.ok, verdict.table()
     assert verdict.stats["loop_lag_max"] < 1.0
