@@ -1,4 +1,4 @@
-"""The checker: judges one history against the semantics of ARCHITECTURE section 3.
+"""The checker: judges one history against the semantics of docs/architecture.md, section 5.
 
 Vocabulary:
 - an *instance* is what one write armed; its id is its fire id;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.metadata
 import logging
 import os
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from record.faults import FaultPlan, PlanError
-from record.logs import configure_logging
+from record.logs import FORMAT_VARIABLE, configure_logging
 from servers import TOPOLOGIES, TopologyError
 from sim.spec import RunSpec
 from store.errors import (
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    os.environ[FORMAT_VARIABLE] = args.log_format  # the pods and workers it starts follow
     configure_logging(logging.WARNING if args.quiet else logging.INFO)
     if os.getcwd() not in sys.path:  # custom stores load from the project, as in Rasa
         sys.path.insert(0, os.getcwd())
@@ -60,8 +62,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `timerlab ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            return _internal_error(exc, args)
+        print(
+            f"timerlab: this command needs {exc.name}, which the store alone does not install: "
+            f"pip install 'timerlab[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     except Exception as exc:  # timerlab's own failure: never a verdict
         return _internal_error(exc, args)
+
+
+EXTRAS = {
+    "simpy": "sim", "fakeredis": "sim", "lupa": "sim", "tqdm": "sim", "junitparser": "sim",
+    "pandas": "sim", "matplotlib": "report", "locust": "load", "aiohttp": "load",
+    "trustme": "load", "prometheus_client": "metrics",
+}  # fmt: skip
+"""The extra (`pip install 'timerlab[EXTRA]'`) that brings each optional package."""
 
 
 HARNESS_ERROR = 3
@@ -90,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Timer stores, and the simulator and load harness that prove them.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="log lines as key=value text or as one JSON object each",
+    )
+    parser.add_argument("--version", action="version", version=f"timerlab {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def run_options(command: argparse.ArgumentParser, *, seed_required: bool) -> None:
@@ -226,6 +253,13 @@ def _parser() -> argparse.ArgumentParser:
     topology.add_argument("--run-dir", type=Path, default=None)
     topology.set_defaults(handler=_topology)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("timerlab")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
 
 
 def _spec(args: argparse.Namespace, seed: int | None = None) -> RunSpec:

@@ -1,6 +1,6 @@
 """A TCP proxy per pod between the pod and Redis, which the chaos controller can cut.
 
-Why: this machine has no toxiproxy, netem or iptables (ARCHITECTURE section 5), and killing or
+Why: this machine has no toxiproxy, netem or iptables (docs/architecture.md, section 8), and killing or
 pausing Redis takes it away from every pod at once. A partial outage needs one pod to lose Redis
 while the others keep it, so each pod reaches Redis through its own proxy on loopback. Cutting a
 proxy closes its listening socket (new connections are refused) and aborts the open ones (the

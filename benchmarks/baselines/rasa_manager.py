@@ -1,6 +1,6 @@
 """A baseline of Rasa Pro 3.21's timer manager (scheduling, polling, fallback), for benchmarks.
 
-Reimplemented from the facts in ARCHITECTURE.md section 4 (not from Rasa's code), and never used
+Reimplemented from the facts in docs/architecture.md, section 7 (not from Rasa's code), and never used
 by `store/`. It drives `RasaRedisTimerStore` the way Rasa does, so the claim and fallback
 benchmarks measure Rasa's behaviour, flaws included:
 

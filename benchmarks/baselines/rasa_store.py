@@ -1,6 +1,6 @@
 """A baseline of Rasa Pro 3.21's Redis timer store, for side-by-side benchmarks only.
 
-Reimplemented from the facts in ARCHITECTURE.md section 4 (not from Rasa's code), and never used
+Reimplemented from the facts in docs/architecture.md, section 7 (not from Rasa's code), and never used
 by `store/`. It must not be a strawman: it makes exactly the Redis round trips Rasa makes, so a
 benchmark that beats it beats Rasa, not a caricature of it:
 
