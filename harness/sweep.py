@@ -37,7 +37,8 @@ DEFAULT_BYTES_PER_TIMER = 250.0
 """Used only when no `timerlab bench memory` result is given (and flagged as assumed)."""
 DEFAULT_REDIS_CEILING = 50_000.0
 """Unpipelined single-connection-per-client ops/s measured with redis-benchmark here
-(docs/architecture.md, section 8); used only when no bench result is given (and flagged as assumed)."""
+(docs/architecture.md, section 8); used only when no bench result is given (and flagged as
+assumed)."""
 
 
 @dataclass(frozen=True)

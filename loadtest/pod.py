@@ -14,7 +14,8 @@ Routes:
 - `POST /conversations/{id}/end` cancels it;
 - `GET /health`: `{"status": "ready"}`, or `"degraded"` while the Redis fallback serves (both
   200: a degraded pod still serves correctly from memory); 503 while starting or stopping;
-- `GET /metrics`: Prometheus text (see `PodMetrics`).
+- `GET /metrics`: Prometheus text: the library's `store.metrics.TimerMetrics`, the pod's
+  requests, and the process's own collectors.
 
 The pod writes its own history file (the simulator's schema, `record.history`) with the host's
 wall clock as both true time and pod time: all pods of a load test share one host, so their
@@ -46,8 +47,9 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
-    Histogram,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 from redis.asyncio.cluster import RedisCluster
@@ -59,6 +61,7 @@ from store.base import aclose_store
 from store.endpoint import EndpointConfig, load_endpoint_config
 from store.fallback import FallbackTimerStore, refusing_fallback
 from store.looplag import LoopLag
+from store.metrics import TimerMetrics
 from store.redis.clients import RedisClient, build_client
 from store.redis.keys import KeyScheme
 from store.redis.settings import RedisSettings
@@ -69,7 +72,6 @@ log = structlog.get_logger(__name__)
 HOST = "127.0.0.1"
 SCRAPE_TIMEOUT = 0.5
 """A metrics scrape waits this long for Redis' count, then reports it as unknown."""
-LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -92,78 +94,6 @@ class FireRejected(RuntimeError):
 
 class BadRequest(ValueError):
     """A request body this API cannot use (answered 400, never recorded as a message)."""
-
-
-class PodMetrics:
-    """The pod's Prometheus metrics, fed by the store and service events and read at scrape.
-
-    The SLI an operator alerts on is `timerlab_oldest_due_age_seconds`: how long the oldest
-    timer that is due has waited unclaimed after the last poll. `timerlab_polls_total`
-    stalling means the poll loop itself fails (then the last poll's age says nothing).
-    """
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.messages = Counter(
-            "timerlab_messages", "Conversation requests handled", ["action", "result"], registry=r
-        )
-        self.claims = Counter("timerlab_claims", "Timers claimed by this pod", registry=r)
-        self.fires = Counter(
-            "timerlab_fires", "Callbacks finished, by result", ["result"], registry=r
-        )
-        self.lateness = Histogram(
-            "timerlab_fire_lateness_seconds",
-            "Seconds from a timer's scheduled time to its successful callback",
-            buckets=LATENESS_BUCKETS,
-            registry=r,
-        )
-        self.fallback_changes = Counter(
-            "timerlab_fallback_changes",
-            "Fallback activations and deactivations",
-            ["to"],
-            registry=r,
-        )
-        self.polls = Counter("timerlab_polls", "Polls of the store that succeeded", registry=r)
-        self.pending = Gauge(
-            "timerlab_pending_timers",
-            "Armed timers: store=fallback counts this pod's memory (lost if it dies), "
-            "store=redis the shared due sets (all pods; NaN when unreachable)",
-            ["store"],
-            registry=r,
-        )
-        self.fallback_active = Gauge(
-            "timerlab_fallback_active", "1 while the in-memory fallback serves", registry=r
-        )
-        self.oldest_due_age = Gauge(
-            "timerlab_oldest_due_age_seconds",
-            "Age of the oldest due timer the last poll left unclaimed (0: none)",
-            registry=r,
-        )
-        self.loop_lag = Gauge(
-            "timerlab_event_loop_lag_seconds",
-            "Worst lag of the pod's event loop over the last second",
-            registry=r,
-        )
-        self._polls_seen = 0
-
-    def observe(self, kind: str, fields: dict[str, Any]) -> None:
-        """Count one store or service event."""
-        if kind == "claim":
-            self.claims.inc()
-        elif kind == "fire" and fields.get("outcome") == "fire_done":
-            result = str(fields.get("result"))
-            self.fires.labels(result).inc()
-            if result == "ok":
-                self.lateness.observe(max(0.0, time.time() - float(fields["scheduled_time"])))
-        elif kind == "fallback_activated":
-            self.fallback_changes.labels("fallback").inc()
-        elif kind == "fallback_deactivated":
-            self.fallback_changes.labels("primary").inc()
-
-    def count_polls(self, total: int) -> None:
-        self.polls.inc(max(0, total - self._polls_seen))
-        self._polls_seen = max(total, self._polls_seen)
 
 
 class SharedPending:
@@ -211,21 +141,33 @@ class Pod:
             raise SystemExit(f"{options.config}: no timer_store section")
         self.history = HistoryWriter(options.history)
         self._record_event = self.history.sink(options.name, time.time, time.time)
-        self.metrics = PodMetrics()
-        self.runner = build_runner(config, self._fire, sink=self._sink)
+        # The library's collectors, beside the process's own (CPU, memory, GC, file handles).
+        self.registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self.metrics = TimerMetrics(self.registry)
+        self.messages = Counter(
+            "timerlab_messages",
+            "Conversation requests handled",
+            ["action", "result"],
+            registry=self.registry,
+        )
+        self.runner = build_runner(
+            config, self._fire, sink=self.metrics.chained(self._record_event)
+        )
         self.service = self.runner.service
         store = self.service.store
         self.fallback = store if isinstance(store, FallbackTimerStore) else None
         self.shared = SharedPending(config) if config.type == "redis" else None
+        self._deployment_pending = math.nan
+        self.metrics.track(
+            self.runner, (lambda: self._deployment_pending) if self.shared is not None else None
+        )
         self.lag = LoopLag(self._lag_window)
         self.ready = False
         self._client: aiohttp.ClientSession | None = None
 
     # -- events -----------------------------------------------------------------------------
-
-    def _sink(self, kind: str, /, **fields: Any) -> None:
-        self._record_event(kind, **fields)
-        self.metrics.observe(kind, fields)
 
     def record(self, kind: str, **fields: Any) -> None:
         """One event of this pod itself (boot, stop, messages, loop lag)."""
@@ -288,7 +230,7 @@ class Pod:
                 scheduled = await self.service.schedule_timer(sender, session_id, timeout)
         except Exception as exc:  # the outcome is unknown: say so in the history and the reply
             return self._failed("message", sender, exc)
-        self.metrics.messages.labels("message", "ok").inc()
+        self.messages.labels("message", "ok").inc()
         return web.json_response(
             {
                 "scheduled_time": scheduled.scheduled_time,
@@ -305,13 +247,13 @@ class Pod:
                 existed = await self.service.cancel_timer(sender)
         except Exception as exc:
             return self._failed("end", sender, exc)
-        self.metrics.messages.labels("end", "ok").inc()
+        self.messages.labels("end", "ok").inc()
         return web.json_response({"cancelled": existed, "pod": self.options.name})
 
     def _failed(self, action: str, sender: str, exc: Exception) -> web.Response:
         log.error("pod.request_failed", action=action, sender_id=sender, error=str(exc))
         self.record("message", sender_id=sender, result="error", error=str(exc))
-        self.metrics.messages.labels(action, "error").inc()
+        self.messages.labels(action, "error").inc()
         return web.json_response({"error": str(exc), "pod": self.options.name}, status=503)
 
     async def _health(self, _: web.Request) -> web.Response:
@@ -327,18 +269,11 @@ class Pod:
         )
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        m = self.metrics
-        active = self.fallback is not None and self.fallback.active
-        m.fallback_active.set(1 if active else 0)
-        m.pending.labels("fallback").set(self.fallback.fallback_pending() if self.fallback else 0)
-        if self.shared is not None:
-            m.pending.labels("redis").set(math.nan if active else await self.shared.count())
-        last = self.runner.last_result
-        oldest = None if last is None else last.oldest_due
-        m.oldest_due_age.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
-        m.count_polls(self.runner.polls)
+        if self.shared is not None:  # measured before the scrape reads it (it waits on Redis)
+            active = self.fallback is not None and self.fallback.active
+            self._deployment_pending = math.nan if active else await self.shared.count()
         return web.Response(
-            body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     # -- lifecycle --------------------------------------------------------------------------

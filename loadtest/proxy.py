@@ -1,10 +1,11 @@
 """A TCP proxy per pod between the pod and Redis, which the chaos controller can cut.
 
-Why: this machine has no toxiproxy, netem or iptables (docs/architecture.md, section 8), and killing or
-pausing Redis takes it away from every pod at once. A partial outage needs one pod to lose Redis
-while the others keep it, so each pod reaches Redis through its own proxy on loopback. Cutting a
-proxy closes its listening socket (new connections are refused) and aborts the open ones (the
-pod's pooled connections reset): what a pod sees when its own network path to Redis dies.
+Why: this machine has no toxiproxy, netem or iptables (docs/architecture.md, section 8), and
+killing or pausing Redis takes it away from every pod at once. A partial outage needs one pod to
+lose Redis while the others keep it, so each pod reaches Redis through its own proxy on
+loopback. Cutting a proxy closes its listening socket (new connections are refused) and aborts
+the open ones (the pod's pooled connections reset): what a pod sees when its own network path to
+Redis dies.
 
 One process serves every pod's proxy, plus a small HTTP control port (`POST /cut/{name}`,
 `POST /restore/{name}`, `GET /status`), so the controller can cut a pod from outside, and the

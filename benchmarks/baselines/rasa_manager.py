@@ -1,8 +1,8 @@
 """A baseline of Rasa Pro 3.21's timer manager (scheduling, polling, fallback), for benchmarks.
 
-Reimplemented from the facts in docs/architecture.md, section 7 (not from Rasa's code), and never used
-by `store/`. It drives `RasaRedisTimerStore` the way Rasa does, so the claim and fallback
-benchmarks measure Rasa's behaviour, flaws included:
+Reimplemented from the facts in docs/architecture.md, section 7 (not from Rasa's code), and
+never used by `store/`. It drives `RasaRedisTimerStore` the way Rasa does, so the claim and
+fallback benchmarks measure Rasa's behaviour, flaws included:
 
 - `schedule` is a delete, then a store (2 round trips). Each step is tried 3 times, sleeping
   0.1 s then 0.2 s between tries, before the in-memory fallback takes the call.

@@ -1,8 +1,8 @@
 """A baseline of Rasa Pro 3.21's Redis timer store, for side-by-side benchmarks only.
 
-Reimplemented from the facts in docs/architecture.md, section 7 (not from Rasa's code), and never used
-by `store/`. It must not be a strawman: it makes exactly the Redis round trips Rasa makes, so a
-benchmark that beats it beats Rasa, not a caricature of it:
+Reimplemented from the facts in docs/architecture.md, section 7 (not from Rasa's code), and
+never used by `store/`. It must not be a strawman: it makes exactly the Redis round trips Rasa
+makes, so a benchmark that beats it beats Rasa, not a caricature of it:
 
 - `store_timer`: 1 round trip, a MULTI pipeline of ZADD + HSET.
 - `delete_timer`: 1 round trip; unconditional is a MULTI pipeline of ZREM + HDEL, conditional is

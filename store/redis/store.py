@@ -15,6 +15,7 @@ import contextlib
 import functools
 import random
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -49,6 +50,8 @@ from store.validation import check_id, check_limit, check_time, encode_metadata
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+CallObserver = Callable[[str, float, BaseException | None], None]
+"""`(operation, seconds, error or None)`: one Redis call of a store."""
 
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     rexc.ConnectionError,  # includes refused connections, auth failures, sentinel lookups
@@ -102,6 +105,9 @@ class RedisTimerStore(SessionTimerStore):
         self._diagnosed = False
         self.data_losses = 0
         """How many times this client saw Redis lose data (reset or rolled back)."""
+        self.observe_call: CallObserver | None = None
+        """Told of every Redis call: its operation, its duration, its error if any (the
+        metrics set it; nothing is timed while it is None)."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -132,7 +138,7 @@ class RedisTimerStore(SessionTimerStore):
 
     async def ping(self) -> None:
         """Raise `StoreUnavailableError` unless Redis answers (the fallback's probe)."""
-        await self._call(lambda _: self._client().ping())
+        await self._call(lambda _: self._client().ping(), "ping")
 
     async def check(self) -> list[str]:
         """Start-up checks: reachability, and eviction that would drop timers silently.
@@ -143,7 +149,9 @@ class RedisTimerStore(SessionTimerStore):
         await self.ping()
         warnings: list[str] = []
         try:
-            config = await self._call(lambda _: self._client().config_get("maxmemory-policy"))
+            config = await self._call(
+                lambda _: self._client().config_get("maxmemory-policy"), "config_get"
+            )
         except rexc.ResponseError:  # CONFIG may be forbidden by ACL or renamed: not our call
             return warnings
         values = config.values() if isinstance(config, dict) else []
@@ -173,14 +181,17 @@ class RedisTimerStore(SessionTimerStore):
         expected = check_time("only_if_scheduled_time", only_if_scheduled_time)
         bucket = self.keys.keys(self.keys.bucket_of(sender_id))
         deleted = await self._call(
-            lambda s: s.delete_if(keys=[bucket.due, bucket.rec], args=[sender_id, repr(expected)])
+            lambda s: s.delete_if(keys=[bucket.due, bucket.rec], args=[sender_id, repr(expected)]),
+            "delete_if",
         )
         return bool(deleted)
 
     async def get_timer(self, sender_id: str) -> SessionTimer | None:
         check_id("sender_id", sender_id)
         bucket = self.keys.keys(self.keys.bucket_of(sender_id))
-        reply = await self._call(lambda s: s.get(keys=[bucket.due, bucket.rec], args=[sender_id]))
+        reply = await self._call(
+            lambda s: s.get(keys=[bucket.due, bucket.rec], args=[sender_id]), "get"
+        )
         if not reply or reply[1] is None:
             return None
         return decode_record(sender_id, float(reply[0]), reply[1])[1]
@@ -188,7 +199,7 @@ class RedisTimerStore(SessionTimerStore):
     async def get_expired_timers(self, cutoff_time: float | None = None) -> list[SessionTimer]:
         cutoff = repr(check_time("cutoff_time", self._check_time_for_expired(cutoff_time)))
         replies = await self._each_bucket(
-            lambda s, b: s.expired(keys=[b.due, b.rec], args=[cutoff])
+            lambda s, b: s.expired(keys=[b.due, b.rec], args=[cutoff]), "expired"
         )
         timers = [
             decode_record(sender, float(score), record)[1]
@@ -227,7 +238,8 @@ class RedisTimerStore(SessionTimerStore):
                     self._floor(index),
                     self._epoch_candidate(index),
                 ],
-            )
+            ),
+            "store",
         )
         version, epoch = int(reply[0]), str(reply[1])
         self._observe(index, epoch, int(reply[2]), int(reply[3]))
@@ -246,7 +258,8 @@ class RedisTimerStore(SessionTimerStore):
                     self._epoch_candidate(index),
                     self.settings.tombstone_limit,
                 ],
-            )
+            ),
+            "cancel",
         )
         version, epoch = int(reply[1]), str(reply[2])
         self._observe(index, epoch, int(reply[3]), int(reply[4]))
@@ -266,10 +279,13 @@ class RedisTimerStore(SessionTimerStore):
             )
 
         if self.keys.buckets == 1:
-            replies: list[Any] = [await self._call(lambda s: claim(s, 0))]
+            replies: list[Any] = [await self._call(lambda s: claim(s, 0), "claim")]
         else:
             replies = await asyncio.gather(
-                *(self._call(functools.partial(claim, index=i)) for i in range(self.keys.buckets)),
+                *(
+                    self._call(functools.partial(claim, index=i), "claim")
+                    for i in range(self.keys.buckets)
+                ),
                 return_exceptions=True,
             )
         failures = [reply for reply in replies if isinstance(reply, BaseException)]
@@ -319,7 +335,7 @@ class RedisTimerStore(SessionTimerStore):
             await s.complete(keys=[b.lease, b.leased], args=fire_ids)
 
         releases = (
-            self._call(functools.partial(release, index=i, fire_ids=ids))
+            self._call(functools.partial(release, index=i, fire_ids=ids), "complete")
             for i, ids in by_bucket.items()
         )
         await asyncio.gather(*releases)
@@ -357,7 +373,8 @@ class RedisTimerStore(SessionTimerStore):
                             "1" if entry.unacked_cancel else "",
                             entry.own_version, "" if timer is None else instance,
                         ],
-                    )
+                    ),
+                    "reconcile",
                 )  # fmt: skip
             self._observe(index, str(reply[2]), int(reply[3]), int(reply[4]))
             applied = bool(reply[0])
@@ -410,22 +427,30 @@ class RedisTimerStore(SessionTimerStore):
         assert self._bound is not None, "no client before _ready()"
         return self._bound.client
 
-    async def _call(self, run: Callable[[Scripts], Awaitable[T]]) -> T:
-        """One Redis call: through the gate, with connectivity errors translated.
+    async def _call(self, run: Callable[[Scripts], Awaitable[T]], op: str) -> T:
+        """One Redis call (`op` names it for the metrics): through the gate, with connectivity
+        errors translated.
 
         The gate queues a burst of calls instead of letting redis-py's pool run out of
         connections, which it reports as a connection error: that would be a false outage.
         """
+        observe = self.observe_call
+        started = time.perf_counter() if observe is not None else 0.0
         scripts, gate = await self._ready()
         async with gate:
             try:
                 with self._translate():
-                    return await run(scripts)
+                    result = await run(scripts)
             except StoreUnavailableError as exc:
+                if observe is not None:
+                    observe(op, time.perf_counter() - started, exc)
                 if isinstance(exc.__cause__, MasterNotFoundError) and not self._diagnosed:
                     self._diagnosed = True
                     raise StoreUnavailableError(f"{exc}; {await self._ask_sentinels()}") from exc
                 raise
+        if observe is not None:
+            observe(op, time.perf_counter() - started, None)
+        return result
 
     async def _ask_sentinels(self) -> str:
         """Why each sentinel failed, once: redis-py's lookup error drops the reasons."""
@@ -442,17 +467,14 @@ class RedisTimerStore(SessionTimerStore):
                     await probe.aclose()
         return "sentinels: " + "; ".join(reasons)
 
-    async def _each_bucket(self, run: Callable[[Scripts, Any], Awaitable[T]]) -> list[T]:
-        return await self._each_bucket_index(lambda s, i: run(s, self.keys.keys(i)))
-
-    async def _each_bucket_index(self, run: Callable[[Scripts, int], Awaitable[T]]) -> list[T]:
+    async def _each_bucket(self, run: Callable[[Scripts, Any], Awaitable[T]], op: str) -> list[T]:
         if self.keys.buckets == 1:
-            return [await self._call(lambda s: run(s, 0))]
+            return [await self._call(lambda s: run(s, self.keys.keys(0)), op)]
 
         def in_bucket(index: int) -> Callable[[Scripts], Awaitable[T]]:
-            return lambda scripts: run(scripts, index)
+            return lambda scripts: run(scripts, self.keys.keys(index))
 
-        calls = (self._call(in_bucket(i)) for i in range(self.keys.buckets))
+        calls = (self._call(in_bucket(i), op) for i in range(self.keys.buckets))
         return list(await asyncio.gather(*calls))
 
     @contextlib.contextmanager
