@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: sim test lint gate example-report system-deps clean
+.PHONY: sim test lint gate example-report notebooks system-deps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,15 +34,22 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: system-deps $(STAMP) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
-	$(BIN)/jupytext --quiet --to ipynb notebooks/*.py
-	$(BIN)/pytest --nbmake notebooks -o addopts="" -q
+	rm -rf runs/notebooks && mkdir -p runs/notebooks
+	for nb in notebooks/*.py; do \
+		$(BIN)/jupytext --quiet --to ipynb --output runs/notebooks/$$(basename $$nb .py).ipynb $$nb; \
+	done
+	$(BIN)/pytest --nbmake runs/notebooks -o addopts="" -q
 	$(BIN)/timerlab -q gate --seeds 200 --out runs/gate --junit runs/gate/junit.xml
 	$(BIN)/timerlab -q gate --seeds 200 --first-seed commit --out runs/gate-fresh \
 		--junit runs/gate-fresh/junit.xml --json runs/gate-fresh/summary.json
 	$(BIN)/timerlab -q gate --seeds 40 --store-config examples/endpoints.yml --out runs/gate-example
+
+notebooks: $(STAMP)  ## the tracked .ipynb, paired with their .py sources again
+	$(BIN)/jupytext --quiet --sync notebooks/*.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
