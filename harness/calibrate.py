@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.checks import check_run
+from harness.checker import check_run
 from harness.simrun import run_and_check
 from record.faults import FaultPlan
 from record.history import details, read_history

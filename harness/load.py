@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.checks import Verdict, Violation, check_run
+from harness.checker import Verdict, Violation, check_run
 from loadtest.scenarios import REROUTED
 from record.history import read_history
 

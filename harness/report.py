@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from harness.checks import DECLARED, RULES, Verdict, check_run
+from harness.checker import DECLARED, RULES, Verdict, check_run
 from record.history import details, read_history
 
 COLORS = {

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.checks import Verdict
+from harness.checker import Verdict
 from harness.simrun import run_and_check
 from sim.spec import RunSpec
 

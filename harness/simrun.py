@@ -9,7 +9,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.checks import Verdict, check_run
+from harness.checker import Verdict, check_run
 from record.logs import configure_logging
 from sim.spec import RunSpec
 from sim.world import run_world

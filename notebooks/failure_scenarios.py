@@ -33,7 +33,7 @@ from pathlib import Path
 
 from IPython.display import Image, display
 
-from harness.checks import check_run
+from harness.checker import check_run
 from harness.report import build_report
 from harness.simrun import run_and_check
 from record.history import read_history

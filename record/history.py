@@ -1,7 +1,7 @@
 """One history format for every run, simulated or real.
 
 A history is a CSV file, one event per row, in the order events happened. The simulator and
-the load-test pods write it; `harness.checks` judges it; `harness.report` draws it; pandas
+the load-test pods write it; `harness.checker` judges it; `harness.report` draws it; pandas
 reads it directly (`read_history` adds the right dtypes). Floats are written with `repr`, so
 times and scheduled times survive the round trip bit for bit, and a run's history hashes to
 the same value whenever the run is the same.

@@ -33,7 +33,7 @@ def test_the_project_keeps_its_layers() -> None:
     ("module", "breach", "reported"),
     [
         ("sim/spec.py", "import harness.cli", "sim is not allowed to import harness"),
-        ("loadtest/scenarios.py", "import harness.checks", "loadtest is not allowed to import"),
+        ("loadtest/scenarios.py", "import harness.checker", "loadtest is not allowed to import"),
         ("store/timer.py", "import pandas", "store is not allowed to import pandas"),
         ("store/service.py", "import prometheus_client", "prometheus_client"),
         ("record/history.py", "import sim.world", "record is not allowed to import sim"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from harness.checks import Verdict, check, load_rows
+from harness.checker import Verdict, check, load_rows
 from record.history import HistoryWriter
 from record.runinfo import RunInfo
 from store.options import ServiceSettings
