@@ -390,3 +390,21 @@ def _cli_problem(path: Path, key: str, capsys: pytest.CaptureFixture[str]) -> st
     if key not in lines[0]:
         return f"the line does not name {key!r}: {lines[0]!r}"
     return None
+
+
+@pytest.mark.parametrize(
+    ("section", "delivery"),
+    [
+        ("timer_store:\n  type: redis\n", "at_least_once"),
+        ("timer_store:\n  type: redis\n  delivery: at_most_once\n", "at_most_once"),
+        # Five documented methods only: a claim is a conditional delete, whatever the setting.
+        ("timer_store:\n  type: tests.fixtures.broken_stores.DictStore\n", "at_most_once"),
+    ],
+)
+def test_config_check_reports_the_delivery_the_service_will_use(
+    section: str, delivery: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "endpoints.yml"
+    path.write_text(section, encoding="utf-8")
+    assert timerlab(["config", "check", str(path)]) == 0
+    assert f"delivery {delivery}," in capsys.readouterr().out

@@ -1,0 +1,369 @@
+"""What each `timerlab` subcommand does, given its parsed arguments (`harness.parser`).
+
+Each handler returns the exit code: 0 pass, 1 a violation, and raises `UsageError` for a
+mistake on the command line (exit 2). Heavy imports happen inside the handlers, so that a
+store-only install can still run `timerlab config` and `timerlab --version`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from record.faults import FaultPlan
+from sim.spec import RunSpec
+from store.errors import StoreUnavailableError
+
+
+class UsageError(Exception):
+    """A mistake in the command line; printed as one line, exit 2."""
+
+
+HARNESS_ERROR = 3
+"""Exit code when timerlab itself failed (never a verdict)."""
+
+
+def _spec(args: argparse.Namespace, seed: int | None = None) -> RunSpec:
+    """The RunSpec the options describe, checked before anything runs."""
+    import dataclasses
+
+    from sim.custom import resolve_store_target
+    from sim.scenarios import build_spec
+
+    if args.pods < 1:
+        raise UsageError("--pods must be at least 1")
+    if args.store and args.store_config:
+        raise UsageError("give --store or --store-config, not both")
+    if args.store:
+        resolve_store_target(args.store)
+    spec = build_spec(
+        args.scenario,
+        args.seed if seed is None else seed,
+        pods=args.pods,
+        store=args.store,
+        store_config=_store_section(args.store_config),
+    )
+    if args.plan:
+        spec = spec.with_plan(FaultPlan.load(args.plan, args.pods))
+    if args.conversations_limit is not None:
+        if args.conversations_limit < 1:
+            raise UsageError("--conversations-limit must be at least 1")
+        spec = spec.with_workload(
+            dataclasses.replace(spec.workload, limit=args.conversations_limit)
+        )
+    return spec
+
+
+@functools.cache
+def _store_section(path: Path | None) -> dict[str, Any] | None:
+    """The `timer_store` section of an endpoints file, checked as production would check it."""
+    if path is None:
+        return None
+    from store.endpoint import load_endpoint_config
+    from store.factory import load_store_class
+    from store.redis.settings import RedisSettings
+
+    config = load_endpoint_config(path)
+    if config is None:
+        raise UsageError(f"{path}: no timer_store section")
+    kind = config.type or "in_memory"
+    if kind in {"in_memory", "in-memory", "memory"}:
+        raise UsageError(f"{path}: an in-memory store cannot be shared by pods; nothing to gate")
+    if kind == "redis":
+        RedisSettings.from_endpoint_config(config)
+    else:
+        load_store_class(kind)
+    return config.as_dict()
+
+
+def replay_command(args: argparse.Namespace, seed: int) -> str:
+    parts = ["timerlab replay", f"--scenario {args.scenario}", f"--seed {seed}"]
+    if args.store:
+        parts.append(f"--store {args.store}")
+    if args.store_config:
+        parts.append(f"--store-config {args.store_config}")
+    if args.pods != 3:
+        parts.append(f"--pods {args.pods}")
+    if args.plan:
+        parts.append(f"--plan {args.plan}")
+    if args.conversations_limit:
+        parts.append(f"--conversations-limit {args.conversations_limit}")
+    return " ".join(parts) + f" --out runs/replay-{seed}"
+
+
+def sim(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+    from harness.simrun import run_and_check
+
+    spec = _spec(args)
+    verdict, digest = run_and_check(spec, args.out)
+    print(verdict.table())
+    print(f"history: {args.out / 'history.csv'} (sha256 {digest[:16]})")
+    if not args.no_report:
+        print(f"report: {build_report(args.out, verdict=verdict).index}")
+    return 0 if verdict.ok else 1
+
+
+def gate(args: argparse.Namespace) -> int:
+    from harness.gate import run_gate
+    from harness.gate_output import summary_data, write_json, write_junit
+    from harness.report import build_report
+
+    if args.seeds < 1 or args.jobs < 1:
+        raise UsageError("--seeds and --jobs must be at least 1")
+    first = _first_seed(args.first_seed)
+    if args.first_seed == "commit":
+        print(f"seeds {first}..{first + args.seeds - 1} (from the checked-out commit)")
+    specs = [_spec(args, seed) for seed in range(first, first + args.seeds)]
+    result = run_gate(specs, jobs=args.jobs, keep_going=args.keep_going, keep_dir=args.out)
+    reports: dict[int, Path] = {}
+    for failure in result.failures:
+        reports[failure.seed] = build_report(Path(failure.out_dir)).index
+        print(f"FAIL seed {failure.seed}: {failure.first_violation}")
+        print(f"  rules broken: {', '.join(f'{k}×{v}' for k, v in failure.rules.items())}")
+        print(f"  run kept in: {failure.out_dir}")
+        print(f"  report: {reports[failure.seed]}")
+        print(f"  replay: {replay_command(args, failure.seed)}")
+    for error in result.errors:
+        print(f"HARNESS ERROR seed {error.seed}: {error.error}")
+        print(f"  traceback: {Path(error.out_dir) / 'harness-error.txt'}")
+        print(f"  replay: {replay_command(args, error.seed)}")
+
+    def replay(seed: int) -> str:
+        return replay_command(args, seed)
+
+    if args.junit:
+        suite = f"timerlab gate ({args.scenario}, {args.store or 'reference store'})"
+        write_junit(result, args.junit, suite=suite, replay=replay, reports=reports)
+    if args.json:
+        command = " ".join(["timerlab", *sys.argv[1:]])
+        write_json(args.json, summary_data(result, command=command, replay=replay, reports=reports))
+    print(result.summary())
+    if result.errors:
+        return HARNESS_ERROR
+    if result.failures:
+        stopped = (
+            ""
+            if args.keep_going or len(result.outcomes) == len(specs)
+            else " (stopped at the first failure; --keep-going runs all)"
+        )
+        print(f"{len(result.failures)} of {len(result.outcomes)} seeds run failed{stopped}")
+        return 1
+    return 0
+
+
+def _first_seed(value: str) -> int:
+    """A seed number, or `commit`: a seed derived from the checked-out commit, so every commit
+    meets seeds nobody chose, and any failure replays from the printed seed."""
+    if value != "commit":
+        try:
+            return int(value)
+        except ValueError:
+            raise UsageError(f"--first-seed must be a number or 'commit', not {value!r}") from None
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"--first-seed commit needs a git checkout: {exc}") from None
+    return FRESH_SEEDS_FROM + int(head[:12], 16) % FRESH_SEED_SPAN
+
+
+FRESH_SEEDS_FROM = 1_000_000
+FRESH_SEED_SPAN = 9_000_000
+"""Commit-derived seeds fall in [1,000,000, 10,000,000): never the fixed 1-200."""
+
+
+def replay(args: argparse.Namespace) -> int:
+    from harness.simrun import run_and_check
+
+    spec = _spec(args)
+    verdict, digest = run_and_check(spec, args.out)
+    print(f"history hash {digest}")
+    print(verdict.table())
+    if args.expect_hash and args.expect_hash != digest:
+        print(f"timerlab: history differs from the expected {args.expect_hash}", file=sys.stderr)
+        return 1
+    return 0 if verdict.ok else 1
+
+
+def shrink(args: argparse.Namespace) -> int:
+    import yaml
+
+    from harness.shrink import shrink
+
+    spec = _spec(args)
+    result = shrink(spec, args.rule)
+    if result is None:
+        print(
+            f"seed {args.seed} passes{' rule ' + args.rule if args.rule else ''}: nothing to shrink"
+        )
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    plan_file = args.out / f"plan-seed-{args.seed}.yaml"
+    plan_file.write_text(yaml.safe_dump({"faults": result.spec.plan.to_data()}, sort_keys=False))
+    print(f"still breaks {result.rule} after {result.attempts} runs with:")
+    print(plan_file.read_text(), end="")
+    workload = result.spec.workload
+    print(f"conversations: the first {workload.limit or workload.conversations}")
+    args.plan, args.conversations_limit = plan_file, result.spec.workload.limit
+    print(f"replay: {replay_command(args, args.seed)}")
+    return 1
+
+
+def bench(args: argparse.Namespace) -> int:
+    from benchmarks.runner import run_bench
+
+    if args.repeats < 1:
+        raise UsageError("--repeats must be at least 1")
+    report = run_bench(args.group, args.out, quick=args.quick, repeats=args.repeats)
+    print(report.table())
+    print(f"results: {args.out / 'results.json'}")
+    return 0
+
+
+def load(args: argparse.Namespace) -> int:
+    from harness.load import judge_load
+    from harness.report import build_report
+    from loadtest.run import SCENARIOS, LoadOptions, run_load
+
+    if args.scenario not in SCENARIOS:
+        raise UsageError(f"unknown load scenario {args.scenario!r}; one of {', '.join(SCENARIOS)}")
+    options = LoadOptions(
+        scenario=args.scenario,
+        users=args.users,
+        duration=args.duration,
+        pods=args.pods,
+        topology=args.topology,
+        persistence=args.persistence,
+        workers=args.workers,
+        shape=args.shape,
+        out=args.out,
+        store_section=_load_store_section(args),
+        loop_stall_bound=args.loop_stall_bound,
+    )
+    try:
+        result = judge_load(run_load(options))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(result.summary())
+    print(f"report: {build_report(result.out, verdict=result.verdict).index}")
+    return 0 if result.verdict.ok else 1
+
+
+def _load_store_section(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The store a load run's pods build: --store (a class) or --store-config (a section)."""
+    if args.store and args.store_config:
+        raise UsageError("give --store or --store-config, not both")
+    if args.loop_stall_bound <= 0:
+        raise UsageError("--loop-stall-bound must be positive")
+    if args.store:
+        from store.factory import load_store_class
+
+        load_store_class(args.store)
+        return {"type": args.store}
+    return _store_section(args.store_config)
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from harness.sweep import Limits, grid, sweep, write_sweep
+
+    if args.duration <= 0 or args.jobs < 1:
+        raise UsageError("--duration must be positive and --jobs at least 1")
+    points = grid(
+        args.pods, args.conversations, args.message_rate, args.timeout, args.poll_interval
+    )
+    limits = Limits.from_bench(args.bench, args.round_trip)
+    print(f"{len(points)} configurations, {args.duration:g} simulated s each", file=sys.stderr)
+    table = sweep(points, args.duration, limits, jobs=args.jobs, slo_lateness=args.slo_lateness)
+    calibration = None
+    if args.calibration is not None:
+        from harness.calibrate import calibrate
+
+        calibration = calibrate(args.calibration)
+    index = write_sweep(table, limits, args.out, slo=args.slo_lateness, calibration=calibration)
+    print((args.out / "recommendation.txt").read_text(), end="")
+    if calibration:
+        print(calibration)
+    print(f"sweep: {index}")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+
+    if not (args.run_dir / "history.csv").exists() or not (args.run_dir / "run.json").exists():
+        raise UsageError(f"{args.run_dir} is not a run directory (no history.csv and run.json)")
+    report = build_report(args.run_dir, args.out)
+    print(f"report: {report.index}")
+    if args.render:
+        from harness.render import RenderError, render
+
+        try:
+            shown = render(report.index, report.index.with_name("screenshot.png"))
+        except RenderError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"rendered: {shown.screenshot} ({shown.images} images, {shown.broken_images} broken)")
+        return 0 if shown.broken_images == 0 else 1
+    return 0
+
+
+def config(args: argparse.Namespace) -> int:
+    """Load and build the store an endpoints file describes; every mistake is exit 2."""
+    import asyncio
+
+    from store.capabilities import supports_claiming
+    from store.endpoint import load_endpoint_config
+    from store.factory import create_timer_store
+    from store.options import ServiceSettings
+
+    section = load_endpoint_config(args.file, args.section)
+    store = create_timer_store(section)
+    settings = ServiceSettings.from_mapping(section.as_dict() if section else {})
+    described = getattr(getattr(store, "primary", store), "settings", None)
+    where = described.describe() if described is not None else type(store).__name__
+    # A store with only the five documented methods claims by conditional delete: at most once.
+    delivery = settings.delivery if supports_claiming(store) else "at_most_once"
+    print(
+        f"{args.file}: {args.section} ok: {where}; delivery {delivery}, "
+        f"poll every {settings.poll_interval:g} s"
+    )
+    if args.connect:
+        check = getattr(getattr(store, "primary", store), "check", None)
+        try:
+            warnings = asyncio.run(check()) if check is not None else []
+        except StoreUnavailableError as exc:
+            print(f"unreachable: {exc}")
+            return 1
+        for warning in warnings:
+            print(f"warning: {warning}")
+        print("reachable")
+    store.close()
+    return 0
+
+
+def topology(args: argparse.Namespace) -> int:
+    import yaml
+
+    from servers import Topology, start_topology
+
+    run_dir: Path = args.run_dir or Path(".timerlab") / f"topology-{args.kind}"
+    if args.action == "down":
+        if not (run_dir / "topology.json").exists():
+            raise UsageError(f"no topology state in {run_dir} (was it started with `up`?)")
+        Topology.load(run_dir).stop()
+        print(f"stopped {args.kind} in {run_dir}")
+        return 0
+    topology = start_topology(args.kind, run_dir, persistence=args.persistence)
+    topology.detach()
+    print(f"# {args.kind} running in {run_dir}; stop with: timerlab topology down {args.kind}")
+    print(yaml.safe_dump({"timer_store": topology.timer_store_config()}, sort_keys=False), end="")
+    return 0
+
+
+SIMULATING = (sim, gate, replay, shrink)
+"""Handlers whose pods are simulated: their story is the history, so they log errors only."""
