@@ -57,6 +57,7 @@ from redis.asyncio.cluster import RedisCluster
 from loadtest.scenarios import ALLOW_DEGRADED, SESSION_TIMEOUT
 from record.history import HistoryWriter
 from record.logs import configure_logging
+from record.pod_events import conversation_ended, message_failed, message_received, pod_started
 from store.base import aclose_store
 from store.endpoint import EndpointConfig, load_endpoint_config
 from store.fallback import FallbackTimerStore, refusing_fallback
@@ -169,7 +170,7 @@ class Pod:
 
     # -- events -----------------------------------------------------------------------------
 
-    def record(self, kind: str, **fields: Any) -> None:
+    def record(self, kind: str, /, **fields: Any) -> None:
         """One event of this pod itself (boot, stop, messages, loop lag)."""
         now = time.time()
         self.history.record(now, now, self.options.name, kind, **fields)
@@ -216,15 +217,7 @@ class Pod:
             timeout = _timeout(body.get("timeout", self.options.session_timeout))
         except BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        # Recorded before the call, with the time it will arm: if the reply never comes (the
-        # pod dies, Redis fails mid-call), the checker can still recognise the write.
-        self.record(
-            "message",
-            sender_id=sender,
-            session_id=session_id,
-            timeout=timeout,
-            scheduled_time=time.time() + timeout,
-        )
+        message_received(self.record, sender, session_id, timeout, time.time() + timeout)
         try:
             with _degraded_writes(request):
                 scheduled = await self.service.schedule_timer(sender, session_id, timeout)
@@ -241,7 +234,7 @@ class Pod:
 
     async def _end(self, request: web.Request) -> web.Response:
         sender = request.match_info["id"]
-        self.record("message", sender_id=sender, end=True)
+        conversation_ended(self.record, sender)
         try:
             with _degraded_writes(request):
                 existed = await self.service.cancel_timer(sender)
@@ -252,7 +245,7 @@ class Pod:
 
     def _failed(self, action: str, sender: str, exc: Exception) -> web.Response:
         log.error("pod.request_failed", action=action, sender_id=sender, error=str(exc))
-        self.record("message", sender_id=sender, result="error", error=str(exc))
+        message_failed(self.record, sender, str(exc))
         self.messages.labels(action, "error").inc()
         return web.json_response({"error": str(exc), "pod": self.options.name}, status=503)
 
@@ -286,11 +279,8 @@ class Pod:
             loop.add_signal_handler(sig, stop.set)
         timeout = aiohttp.ClientTimeout(total=self.options.receiver_timeout)
         self._client = aiohttp.ClientSession(timeout=timeout)
-        self.record(
-            "pod_start",
-            incarnation=self.options.incarnation,
-            delivery=self.service.delivery,
-            fallback=self.fallback is not None,
+        pod_started(
+            self.record, self.options.incarnation, self.service.delivery, self.fallback is not None
         )
         self.lag.start()
         await self.runner.start()

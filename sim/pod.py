@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
+from record.pod_events import conversation_ended, message_received, pod_started
 from sim.clock import SimClock
 from sim.loop import TaskOwner
 from sim.network import PodLink
 from store.base import aclose_store
-from store.events import EventSink, metadata_digest
+from store.events import EventSink
 from store.fallback import FallbackTimerStore
 from store.pacing import Pacer, PollPacer
 from store.runner import TimerRunner
@@ -115,11 +116,8 @@ class SimPod(TaskOwner):
         )
         self.runner = TimerRunner(service, pacer=self.pacer)
         self.alive = True
-        self.record(
-            "pod_start",
-            incarnation=self.incarnation,
-            delivery=service.delivery,
-            fallback=isinstance(store, FallbackTimerStore),
+        pod_started(
+            self.record, self.incarnation, service.delivery, isinstance(store, FallbackTimerStore)
         )
         phase = 0.0
         if self.incarnation == 1 and self.world.spec.poll_phase_spread > 0:
@@ -165,20 +163,13 @@ class SimPod(TaskOwner):
     def handle_message(
         self, sender_id: str, session_id: str, timeout: float, metadata: dict[str, Any] | None
     ) -> simpy.Event:
-        # The service arms `now + timeout` on this clock, at this instant: recorded here too,
-        # so a write whose outcome the pod never learns (it crashed) can still be recognised.
-        self.record(
-            "message",
-            sender_id=sender_id,
-            session_id=session_id,
-            timeout=timeout,
-            scheduled_time=self.clock.now() + timeout,
-            metadata=metadata_digest(metadata),
-        )
+        # The service arms `now + timeout` on this clock, at this instant.
+        when = self.clock.now() + timeout
+        message_received(self.record, sender_id, session_id, timeout, when, metadata)
         return self.run(self.service.schedule_timer(sender_id, session_id, timeout, metadata))
 
     def handle_end(self, sender_id: str) -> simpy.Event:
-        self.record("message", sender_id=sender_id, end=True)
+        conversation_ended(self.record, sender_id)
         return self.run(self.service.cancel_timer(sender_id))
 
     async def _fire(
@@ -209,7 +200,7 @@ class SimPod(TaskOwner):
 
         return sink
 
-    def record(self, kind: str, **fields: Any) -> None:
+    def record(self, kind: str, /, **fields: Any) -> None:
         self.world.history.record(self.env.now, self.clock.now(), self.name, kind, **fields)
 
     def _fallback_instances(self) -> list[str]:

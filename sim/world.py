@@ -20,6 +20,7 @@ import simpy
 
 from record.faults import Fault
 from record.history import HistoryWriter, history_hash
+from record.pod_events import message_failed
 from sim.custom import RemoteStore, resolve_store_target
 from sim.loop import AsyncBridge, SimEventLoop, run_simulation
 from sim.pod import SimPod, seeded, until_next_tick
@@ -238,12 +239,7 @@ class World:
             try:
                 yield event
             except (Exception, asyncio.CancelledError) as exc:
-                pod.record(
-                    "message",
-                    sender_id=conversation.sender_id,
-                    result="error",
-                    error=type(exc).__name__,
-                )
+                message_failed(pod.record, conversation.sender_id, type(exc).__name__)
 
     def _route(self, sticky: SimPod) -> SimPod | None:
         if self.spec.workload.routing == "sticky" and sticky.alive:
