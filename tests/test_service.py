@@ -285,10 +285,10 @@ async def test_a_claim_that_fails_in_one_bucket_fires_what_the_others_gave(
     clock.advance(5)
     original = store._call
 
-    async def second_bucket_down(run: Any) -> Any:
+    async def second_bucket_down(run: Any, op: str) -> Any:
         if getattr(run, "keywords", {}).get("index") == 1:
             raise StoreUnavailableError("master of bucket 1 unreachable")
-        return await original(run)
+        return await original(run, op)
 
     monkeypatch.setattr(store, "_call", second_bucket_down)
     with pytest.raises(StoreUnavailableError):
