@@ -13,8 +13,16 @@ cluster client, which sends every call alone, pays two).
 
 Calls made in the same event-loop tick go out together as one pipeline (one round trip, one
 connection): a pod handling many messages at once pays Redis's latency once, not per message.
-A call with nothing beside it goes out alone. (Cluster clients send every call alone: their
-calls for different buckets already go to different masters.)
+(Cluster clients send every call alone: their calls for different buckets already go to
+different masters.)
+
+A call with nothing queued before it takes the *direct lane*: one connection the runner keeps
+for itself, on which the caller's own task writes the packed EVALSHA and reads the reply. That
+is the path of an application that awaits one store call at a time (Rasa's manager does), and
+it skips what a batch needs and a lone call does not: a queued future, a task to send it, and
+redis-py's per-command pool checkout, retry wrapper and argument encoding, which together cost
+more than the round trip on a fast network. Calls that arrive while the lane is busy queue and
+go out as a pipeline, as before.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 USES: dict[str, tuple[str, ...]] = {
     "store": ("meta",),
@@ -59,12 +69,18 @@ class ScriptRunner:
         self._client = client
         self._batch = batch
         self._shas = {name: hashlib.sha1(script_source(name).encode()).hexdigest() for name in USES}
+        self._heads = {name: _pack_head("EVALSHA", sha) for name, sha in self._shas.items()}
         self._queue: list[Queued] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._lane: Any = None
+        """The direct lane's connection, taken from the client's pool on first use."""
+        self._lane_busy = False
 
     async def run(self, name: str, keys: list[Any], args: list[Any]) -> Any:
         if not self._batch:
             return await self._alone(name, keys, args)
+        if not self._queue and not self._lane_busy:
+            return await self._direct(name, keys, args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((name, keys, args, future))
@@ -122,6 +138,55 @@ class ScriptRunner:
                 raise result from None
             return result
 
+    async def _direct(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        """One call on the direct lane, in the caller's task.
+
+        A reply cut off by an error or a cancellation would be read as the next call's, so
+        anything but a Redis error reply drops the connection (the next call reconnects)."""
+        self._lane_busy = True
+        try:
+            lane = await self._lane_ready()
+            try:
+                await _send(lane, _pack(self._heads[name], keys, args))
+                return await lane.read_response()
+            except NoScriptError:
+                pass  # a restart or failover emptied the script cache
+            except ResponseError:
+                raise
+            except BaseException:
+                await lane.disconnect(nowait=True)
+                raise
+        finally:
+            self._lane_busy = False
+        [result] = await self._reload_and_run([(name, keys, args)])
+        if isinstance(result, BaseException):
+            raise result from None
+        return result
+
+    async def _lane_ready(self) -> Any:
+        """The lane, connected and clean, as the pool would check it out.
+
+        The lane idles between calls, and the server may close it meanwhile (a restart, a
+        failover, an idle timeout): the loop has then seen end-of-file, and a cheap look at
+        the reader tells. A lane closed or holding stray bytes reconnects through its class's
+        own `connect()` (a sentinel-managed connection asks where the master is now)."""
+        lane = self._lane
+        if lane is None:
+            lane = self._lane = await self._client.connection_pool.get_connection()
+        elif not lane.is_connected:
+            await lane.connect()
+        elif await lane.can_read():
+            await lane.disconnect()
+            await lane.connect()
+        return lane
+
+    async def release(self) -> None:
+        """Give the direct lane's connection back to the client's pool."""
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            await lane.disconnect(nowait=True)
+            await self._client.connection_pool.release(lane)
+
     async def _reload_and_run(self, calls: list[tuple[str, list[Any], list[Any]]]) -> list[Any]:
         """SCRIPT LOAD what the calls need, then run them: one pipeline, one round trip.
 
@@ -134,6 +199,61 @@ class ScriptRunner:
                 pipe.evalsha(self._shas[name], len(keys), *keys, *args)
             results: list[Any] = await pipe.execute(raise_on_error=False)
         return results[len(names) :]
+
+
+_PLAIN_SEND = AbstractConnection.send_packed_command
+
+
+async def _send(lane: Any, packed: bytes) -> None:
+    """Write one command on the direct lane.
+
+    redis-py's `send_packed_command` wraps every write in `asyncio.wait_for`, which on Python
+    3.11 starts a task per write: two more event-loop iterations per call, ~20 µs here, more
+    than the write. A small command on a connected, unpaused socket is written at once, so
+    the lane writes it straight into the connection's stream, and only waits (with the socket
+    timeout) when the transport could not take it all. A connection whose class sends its own
+    way (the simulator's) is left to do so.
+    """
+    writer = getattr(lane, "_writer", None)
+    if (
+        not isinstance(writer, asyncio.StreamWriter)
+        or type(lane).send_packed_command is not _PLAIN_SEND
+    ):
+        await lane.send_packed_command(packed)
+        return
+    writer.write(packed)
+    if writer.transport.get_write_buffer_size():
+        try:
+            await asyncio.wait_for(writer.drain(), lane.socket_timeout)
+        except TimeoutError:
+            raise RedisTimeoutError("Timeout writing to socket") from None
+
+
+def _pack_head(*parts: str) -> bytes:
+    """The RESP encoding of a command's first arguments (its name, a script's SHA)."""
+    return b"".join(_bulk(part.encode()) for part in parts)
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _pack(head: bytes, keys: list[Any], args: list[Any]) -> bytes:
+    """An EVALSHA as RESP: `head` (EVALSHA and the SHA), then the key count, keys and args.
+
+    The store passes only `str` and `int` (times as `repr` strings), which UTF-8 encodes as
+    redis-py's own encoder would; anything else is a bug, and fails here rather than on the
+    wire."""
+    parts = [str(len(keys)).encode()]
+    for value in (*keys, *args):
+        if isinstance(value, str):
+            parts.append(value.encode())
+        elif isinstance(value, int) and not isinstance(value, bool):
+            parts.append(b"%d" % value)
+        else:
+            raise TypeError(f"script argument of type {type(value).__name__}: {value!r}")
+    count = 2 + len(parts)
+    return b"*%d\r\n" % count + head + b"".join(_bulk(part) for part in parts)
 
 
 class ScriptCall:
@@ -159,9 +279,10 @@ class Scripts:
     claim: ScriptCall
     complete: ScriptCall
     reconcile: ScriptCall
+    runner: ScriptRunner
 
     @classmethod
     def register(cls, client: Any, *, batch: bool) -> Scripts:
         """The scripts of `client` (no round trip until the first call)."""
         runner = ScriptRunner(client, batch=batch)
-        return cls(**{name: ScriptCall(runner, name) for name in USES})
+        return cls(**{name: ScriptCall(runner, name) for name in USES}, runner=runner)

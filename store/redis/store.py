@@ -40,7 +40,7 @@ from store.endpoint import EndpointConfig
 from store.errors import StoreUnavailableError, redact
 from store.events import EventSink, null_sink
 from store.redis.clients import RedisClient, build_client, sentinel_probe
-from store.redis.codec import decode_lease_entry, decode_record, encode_body
+from store.redis.codec import decode_expired, decode_lease_entry, decode_record, encode_body
 from store.redis.keys import KeyScheme
 from store.redis.scripts import Scripts
 from store.redis.settings import RedisSettings
@@ -94,6 +94,8 @@ class RedisTimerStore(SessionTimerStore):
         self.keys = KeyScheme(self.settings.key_prefix, self.settings.buckets)
         self.sink = sink
         self._injected = client
+        self._closing: asyncio.Task[None] | None = None
+        """Releasing the connections, started by `close()` in the loop that owns them."""
         self._bound: _Bound | None = None
         self._build_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._closed = False
@@ -117,24 +119,27 @@ class RedisTimerStore(SessionTimerStore):
             return
         self._closed = True
         bound, self._bound = self._bound, None
-        if bound is None or self._injected is not None:
+        if bound is None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         if loop is bound.loop:
-            # Let the loop finish closing; keep a reference so the task is not collected.
-            self._closing = loop.create_task(bound.client.aclose())
+            # Let the loop finish closing; keep a reference so the task is not collected. An
+            # injected client is its owner's to close: only the direct lane goes back to it.
+            release = bound.scripts.runner.release()
+            closing = release if self._injected is not None else _then(release, bound.client)
+            self._closing = loop.create_task(closing)
         # After the owning loop ended its sockets are gone with it; nothing left to await.
 
     async def aclose(self) -> None:
-        """Async close, for callers that can await (tests, the runner)."""
-        bound = self._bound
+        """Async close, for callers that can await (tests, the runner): returns once the
+        connections are released."""
         self.close()
-        if bound is not None and self._injected is None:
+        if self._closing is not None:
             with contextlib.suppress(*UNAVAILABLE, RuntimeError):
-                await bound.client.aclose()
+                await self._closing
 
     async def ping(self) -> None:
         """Raise `StoreUnavailableError` unless Redis answers (the fallback's probe)."""
@@ -201,12 +206,9 @@ class RedisTimerStore(SessionTimerStore):
         replies = await self._each_bucket(
             lambda s, b: s.expired(keys=[b.due, b.rec], args=[cutoff]), "expired"
         )
-        timers = [
-            decode_record(sender, float(score), record)[1]
-            for reply in replies
-            if reply
-            for sender, score, record in (line.split("\t", 2) for line in reply.split("\n"))
-        ]
+        if len(replies) == 1:  # one bucket: Redis returned them in order
+            return decode_expired(replies[0])
+        timers = [timer for reply in replies for timer in decode_expired(reply)]
         timers.sort(key=lambda timer: timer.scheduled_time)
         return timers
 
@@ -241,9 +243,9 @@ class RedisTimerStore(SessionTimerStore):
             ),
             "store",
         )
-        version, epoch = int(reply[0]), str(reply[1])
-        self._observe(index, epoch, int(reply[2]), int(reply[3]))
-        return Stamp(version, instance, self.origin)
+        version, lost, epoch = reply.split("|", 2)
+        self._observe(index, epoch, int(version), int(lost))
+        return Stamp(int(version), instance, self.origin)
 
     async def cancel_timer(self, sender_id: str) -> CancelResult:
         check_id("sender_id", sender_id)
@@ -261,9 +263,9 @@ class RedisTimerStore(SessionTimerStore):
             ),
             "cancel",
         )
-        version, epoch = int(reply[1]), str(reply[2])
-        self._observe(index, epoch, int(reply[3]), int(reply[4]))
-        return CancelResult(bool(reply[0]), Stamp(version, self._new_instance(), self.origin))
+        existed, version, lost, epoch = reply.split("|", 3)
+        self._observe(index, epoch, int(version), int(lost))
+        return CancelResult(existed == "1", Stamp(int(version), self._new_instance(), self.origin))
 
     async def claim_due(self, now: float, *, limit: int, lease_until: float | None) -> ClaimBatch:
         at = repr(check_time("now", now))
@@ -436,18 +438,28 @@ class RedisTimerStore(SessionTimerStore):
         """
         observe = self.observe_call
         started = time.perf_counter() if observe is not None else 0.0
-        scripts, gate = await self._ready()
+        bound = self._bound
+        if (
+            bound is not None
+            and not self._closed
+            and (self._injected is not None or bound.loop is asyncio.get_running_loop())
+        ):  # every call but the first: no coroutine for `_ready`
+            scripts, gate = bound.scripts, bound.gate
+        else:
+            scripts, gate = await self._ready()
         async with gate:
             try:
-                with self._translate():
-                    result = await run(scripts)
-            except StoreUnavailableError as exc:
+                result = await run(scripts)
+            except rexc.NoScriptError:
+                raise
+            except UNAVAILABLE as cause:
+                exc = self._unavailable(cause)
                 if observe is not None:
                     observe(op, time.perf_counter() - started, exc)
-                if isinstance(exc.__cause__, MasterNotFoundError) and not self._diagnosed:
+                if isinstance(cause, MasterNotFoundError) and not self._diagnosed:
                     self._diagnosed = True
-                    raise StoreUnavailableError(f"{exc}; {await self._ask_sentinels()}") from exc
-                raise
+                    raise StoreUnavailableError(f"{exc}; {await self._ask_sentinels()}") from cause
+                raise exc from cause
         if observe is not None:
             observe(op, time.perf_counter() - started, None)
         return result
@@ -484,9 +496,16 @@ class RedisTimerStore(SessionTimerStore):
         except rexc.NoScriptError:
             raise
         except UNAVAILABLE as exc:
-            raise StoreUnavailableError(
-                f"{self.settings.describe()}: {_describe(exc, self.settings)}"
-            ) from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        """The error a connectivity failure is reported as: where, and why in one line (its
+        cause set already, for observers that see it before it is raised)."""
+        error = StoreUnavailableError(
+            f"{self.settings.describe()}: {_describe(exc, self.settings)}"
+        )
+        error.__cause__ = exc
+        return error
 
     def _shares(self, limit: int) -> list[int]:
         """Split `limit` over the buckets, rotating the remainder so no bucket starves.
@@ -531,6 +550,13 @@ class RedisTimerStore(SessionTimerStore):
             self.sink("redis_data_loss", bucket=bucket, reason=reason, versions_lost=lost)
         newest = seq if known is None else max(seq, known[1])
         self._seen[bucket] = (epoch, newest)
+
+
+async def _then(release: Awaitable[None], client: RedisClient) -> None:
+    """Release the direct lane, then close the client."""
+    with contextlib.suppress(*UNAVAILABLE, RuntimeError):
+        await release
+    await client.aclose()
 
 
 @dataclass(frozen=True)
