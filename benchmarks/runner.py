@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from benchmarks.rows import claim, expiry, fallback, memory, rearm, sim
+from benchmarks.rows import claim, dropin, expiry, fallback, memory, rearm, sim
 from benchmarks.rows.common import (
     Line,
     RowContext,
@@ -45,10 +45,11 @@ from record.logs import configure_logging
 
 __all__ = ["GROUPS", "ROWS", "BenchReport", "Line", "RowResult", "run_bench"]
 
-ROWS = ("rearm", "expiry", "claim", "memory", "fallback", "sim")
+ROWS = ("rearm", "dropin", "expiry", "claim", "memory", "fallback", "sim")
 GROUPS: dict[str, tuple[str, ...]] = {
     "all": ROWS,
-    "store": ("rearm", "expiry", "fallback"),
+    "store": ("rearm", "dropin", "expiry", "fallback"),
+    "dropin": ("dropin",),
     "claim": ("claim",),
     "memory": ("memory",),
     "sim": ("sim",),
@@ -56,6 +57,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 _RUNNERS: dict[str, Callable[[RowContext], RowResult]] = {
     "rearm": rearm.run,
+    "dropin": dropin.run,
     "expiry": expiry.run,
     "claim": claim.run,
     "memory": memory.run,

@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="benchmarks: ours vs a Rasa-style baseline vs the limit"
     )
     bench.add_argument(
-        "group", nargs="?", default="all", choices=("all", "store", "claim", "memory", "sim")
+        "group",
+        nargs="?",
+        default="all",
+        choices=("all", "store", "dropin", "claim", "memory", "sim"),
     )
     bench.add_argument("--out", type=Path, default=Path("reports/bench"))
     bench.add_argument("--quick", action="store_true", help="small sizes: checks every row runs")

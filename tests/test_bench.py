@@ -34,6 +34,7 @@ from benchmarks.rows.common import (
     rasa_keys,
 )
 from benchmarks.runner import GROUPS, ROWS, fmt_ratio, fmt_value, run_bench
+from harness.parser import build_parser
 from servers import StandaloneTopology
 from store.timer import SessionTimer
 from tests.conftest import unique_prefix
@@ -88,6 +89,14 @@ def test_unknown_group_and_bad_repeats_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="repeats"):
         run_bench("sim", tmp_path, repeats=0)
     assert set(GROUPS["all"]) == set(ROWS)
+
+
+def test_the_command_line_offers_every_bench_group() -> None:
+    parser = build_parser()
+    for group in GROUPS:
+        assert parser.parse_args(["bench", group]).group == group
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "everything"])
 
 
 # -- the fills write what the stores write -----------------------------------------------------

@@ -135,7 +135,7 @@ def run(ctx: RowContext) -> RowResult:
     stored, cases = _sizes(ctx.quick)
     timers = make_timers(stored, FIRST, STEP, seed=11)
     lines = {due: Line(NAME, _label(due), "s", "lower") for due in cases}
-    lines[cases[-1]].target = Target("≥10x base, ≤1.5x lim", min_vs_base=10.0, max_vs_limit=1.5)
+    lines[cases[-1]].target = Target("≥15x base, ≤0.5x lim", min_vs_base=15.0, max_vs_limit=0.5)
     with fresh_redis(ctx, NAME) as topology:
         server = Server.of(topology)
         admin = server.sync_client()
