@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from harness.commands import HARNESS_ERROR, SIMULATING, UsageError, replay_command
+from harness.executors import SchedulerError
 from harness.parser import build_parser
 from record.faults import PlanError
 from record.logs import FORMAT_VARIABLE, configure_logging
@@ -22,7 +23,13 @@ from servers import TopologyError
 from store.errors import InvalidTimerType, InvalidTimerValue, TimerStoreConfigError
 
 Handler = Callable[[argparse.Namespace], int]
-EXPECTED = (UsageError, TimerStoreConfigError, InvalidTimerType, InvalidTimerValue)
+EXPECTED = (
+    UsageError,
+    SchedulerError,
+    TimerStoreConfigError,
+    InvalidTimerType,
+    InvalidTimerValue,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 EXTRAS = {
     "simpy": "sim", "fakeredis": "sim", "lupa": "sim", "tqdm": "sim", "junitparser": "sim",
     "pandas": "sim", "matplotlib": "report", "locust": "load", "aiohttp": "load",
-    "trustme": "load", "prometheus_client": "metrics",
+    "trustme": "load", "prometheus_client": "metrics", "distributed": "scale", "dask": "scale",
 }  # fmt: skip
 """The extra (`pip install 'timerlab[EXTRA]'`) that brings each optional package."""
 

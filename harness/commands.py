@@ -113,13 +113,26 @@ def gate(args: argparse.Namespace) -> int:
     from harness.gate_output import summary_data, write_json, write_junit
     from harness.report import build_report
 
+    if args.merge:
+        return _merge(args)
     if args.seeds < 1 or args.jobs < 1:
         raise UsageError("--seeds and --jobs must be at least 1")
     first = _first_seed(args.first_seed)
     if args.first_seed == "commit":
         print(f"seeds {first}..{first + args.seeds - 1} (from the checked-out commit)")
-    specs = [_spec(args, seed) for seed in range(first, first + args.seeds)]
-    result = run_gate(specs, jobs=args.jobs, keep_going=args.keep_going, keep_dir=args.out)
+    seeds = list(range(first, first + args.seeds))
+    shard = _shard(args.shard) if args.shard else None
+    if shard is not None:
+        seeds = shard.select(seeds)
+        print(f"slice {shard}: {len(seeds)} of the gate's {args.seeds} seeds")
+    specs = [_spec(args, seed) for seed in seeds]
+    result = run_gate(
+        specs,
+        jobs=args.jobs,
+        keep_going=args.keep_going,
+        keep_dir=args.out,
+        scheduler=args.scheduler,
+    )
     reports: dict[int, Path] = {}
     for failure in result.failures:
         reports[failure.seed] = build_report(Path(failure.out_dir)).index
@@ -136,12 +149,17 @@ def gate(args: argparse.Namespace) -> int:
     def replay(seed: int) -> str:
         return replay_command(args, seed)
 
+    data = summary_data(
+        result,
+        command=" ".join(["timerlab", *sys.argv[1:]]),
+        gate=_gate_identity(args, first, shard),
+        replay=replay,
+        reports=reports,
+    )
     if args.junit:
-        suite = f"timerlab gate ({args.scenario}, {args.store or 'reference store'})"
-        write_junit(result, args.junit, suite=suite, replay=replay, reports=reports)
+        write_junit(data, args.junit, suite=_suite(args.scenario, args.store))
     if args.json:
-        command = " ".join(["timerlab", *sys.argv[1:]])
-        write_json(args.json, summary_data(result, command=command, replay=replay, reports=reports))
+        write_json(args.json, data)
     print(result.summary())
     if result.errors:
         return HARNESS_ERROR
@@ -154,6 +172,69 @@ def gate(args: argparse.Namespace) -> int:
         print(f"{len(result.failures)} of {len(result.outcomes)} seeds run failed{stopped}")
         return 1
     return 0
+
+
+def _shard(text: str) -> Any:
+    from harness.shards import Shard, ShardError
+
+    try:
+        return Shard.parse(text)
+    except ShardError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _gate_identity(args: argparse.Namespace, first: int, shard: Any) -> dict[str, Any]:
+    """What a gate's JSON records of the gate it ran, so `--merge` can tell its slices."""
+    return {
+        "scenario": args.scenario,
+        "store": args.store,
+        "store_config": None if args.store_config is None else str(args.store_config),
+        "pods": args.pods,
+        "plan": None if args.plan is None else str(args.plan),
+        "conversations_limit": args.conversations_limit,
+        "first_seed": first,
+        "seeds": args.seeds,
+        "shard": None if shard is None else str(shard),
+    }
+
+
+def _suite(scenario: str, store: str | None) -> str:
+    return f"timerlab gate ({scenario}, {store or 'reference store'})"
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """`timerlab gate --merge`: one verdict from the JSON summaries of a gate's slices."""
+    from harness.gate_output import write_json, write_junit
+    from harness.shards import ShardError, merge
+
+    if args.shard:
+        raise UsageError("--merge combines slices; it takes no --shard")
+    try:
+        data = merge(args.merge)
+    except ShardError as exc:
+        raise UsageError(str(exc)) from None
+    for item in data["seeds"]:
+        if not item["passed"]:
+            kind = "HARNESS ERROR" if item.get("error") else "FAIL"
+            print(f"{kind} seed {item['seed']}: {item.get('error') or item['first_violation']}")
+            print(f"  replay: {item['replay']}")
+    gate = data["gate"]
+    if args.junit:
+        write_junit(data, args.junit, suite=_suite(gate["scenario"], gate["store"]))
+    if args.json:
+        write_json(args.json, data)
+    passed = sum(item["passed"] for item in data["seeds"])
+    declared = ", ".join(f"{k} {v}" for k, v in data["declared"].items()) or "none"
+    print(
+        f"{passed} of {len(data['seeds'])} seeds passed across {gate['merged_from']} slice(s) "
+        f"(seeds {gate['first_seed']}..{gate['first_seed'] + gate['seeds'] - 1}); "
+        f"{data['armed']} timers armed, {data['fired']} fired; declared losses: {declared}"
+    )
+    if data["not_run"]:
+        print(f"{len(data['not_run'])} seeds not run (a slice stopped at its first failure)")
+    if data["harness_errors"]:
+        return HARNESS_ERROR
+    return 0 if data["passed"] else 1
 
 
 def _first_seed(value: str) -> int:
@@ -272,14 +353,25 @@ def _load_store_section(args: argparse.Namespace) -> dict[str, Any] | None:
 def sweep(args: argparse.Namespace) -> int:
     from harness.sweep import Limits, grid, sweep, write_sweep
 
-    if args.duration <= 0 or args.jobs < 1:
-        raise UsageError("--duration must be positive and --jobs at least 1")
+    if args.duration <= 0 or args.jobs < 1 or args.seeds < 1:
+        raise UsageError("--duration must be positive, and --jobs and --seeds at least 1")
     points = grid(
         args.pods, args.conversations, args.message_rate, args.timeout, args.poll_interval
     )
     limits = Limits.from_bench(args.bench, args.round_trip)
-    print(f"{len(points)} configurations, {args.duration:g} simulated s each", file=sys.stderr)
-    table = sweep(points, args.duration, limits, jobs=args.jobs, slo_lateness=args.slo_lateness)
+    print(
+        f"{len(points)} configurations × {args.seeds} seed(s), {args.duration:g} simulated s each",
+        file=sys.stderr,
+    )
+    table = sweep(
+        points,
+        args.duration,
+        limits,
+        jobs=args.jobs,
+        slo_lateness=args.slo_lateness,
+        seeds=args.seeds,
+        scheduler=args.scheduler,
+    )
     calibration = None
     if args.calibration is not None:
         from harness.calibrate import calibrate

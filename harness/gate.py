@@ -1,26 +1,29 @@
 """`timerlab gate`: many seeded simulator runs in parallel, and one verdict.
 
-A user points it at their own store (`--store pkg.module.Class`) in CI. Seeds run on all cores
-with a progress bar; the first failing seed stops the gate (unless `--keep-going`), and the
-failure is printed with the rule it broke and the exact command that replays it. A seed on
-which timerlab itself failed is a harness error, kept apart from the verdicts.
+A user points it at their own store (`--store pkg.module.Class`) in CI. Seeds run on all cores,
+or on a Dask cluster (`--scheduler`), with a progress bar; the first failing seed stops the
+gate (unless `--keep-going`), and the failure is printed with the rule it broke and the exact
+command that replays it. A seed on which timerlab itself failed is a harness error, kept
+apart from the verdicts. A CI matrix runs one slice per job (`--shard K/N`) and combines the
+slices' JSON with `--merge` (`harness.shards`).
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from harness.executors import open_workers
 from harness.simrun import Outcome, run_seed
 from sim.spec import RunSpec
 
@@ -89,20 +92,24 @@ def run_gate(
     jobs: int,
     keep_going: bool,
     keep_dir: Path | None,
+    scheduler: str | None = None,
     progress: bool = True,
 ) -> GateResult:
-    """Run every spec (one per seed); failing runs are kept under `keep_dir`."""
+    """Run every spec (one per seed) on local processes or a Dask cluster (`scheduler`, see
+    `harness.executors`); failing runs are kept under `keep_dir`."""
     started = time.monotonic()
     result = GateResult()
     scratch = Path(tempfile.mkdtemp(prefix="timerlab-gate-"))
+    by_seed = {spec.seed: spec for spec in specs}
     work = iter([(spec, str(scratch / f"seed-{spec.seed}")) for spec in specs])
     bar = tqdm(total=len(specs), unit="seed", disable=not progress, file=sys.stderr)
     try:
-        with ProcessPoolExecutor(
-            max_workers=jobs, initializer=_worker_init, initargs=(os.getcwd(),)
-        ) as pool:
+        with open_workers(scheduler, jobs) as workers:
+            if scheduler is not None:
+                bar.write(f"gate: running on {workers.where}")
+            pool = workers.executor
             running: set[Future[Outcome]] = set()
-            _fill(pool, running, work, jobs)
+            _fill(pool, running, work, workers.slots)
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -112,14 +119,14 @@ def run_gate(
                     if outcome.ok:
                         shutil.rmtree(outcome.out_dir, ignore_errors=True)
                     else:
-                        kept = _keep(outcome, keep_dir)
+                        kept = _keep(outcome, keep_dir, by_seed[outcome.seed])
                         (result.errors if kept.error else result.failures).append(kept)
                         bar.set_postfix(failed=len(result.failures), errors=len(result.errors))
                 if (result.failures or result.errors) and not keep_going:
                     for future in running:
                         future.cancel()
                     break
-                _fill(pool, running, work, jobs - len(running))
+                _fill(pool, running, work, workers.slots - len(running))
     finally:
         bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -131,7 +138,7 @@ def run_gate(
 
 
 def _fill(
-    pool: ProcessPoolExecutor,
+    pool: Executor,
     running: set[Future[Outcome]],
     work: Iterator[tuple[RunSpec, str]],
     count: int,
@@ -143,18 +150,24 @@ def _fill(
         running.add(pool.submit(run_seed, item))
 
 
-def _keep(outcome: Outcome, keep_dir: Path | None) -> Outcome:
-    """Move a failing run out of the scratch space so the user can look at it."""
+def _keep(outcome: Outcome, keep_dir: Path | None, spec: RunSpec) -> Outcome:
+    """Move a failing run out of the scratch space so the user can look at it.
+
+    A run that failed on another machine (a remote Dask worker) left its files there: it is
+    run again here, which a pure function of its seed allows, and must hash the same."""
     if keep_dir is None:
         return outcome
     target = keep_dir / f"seed-{outcome.seed}"
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(outcome.out_dir, target)
-    return Outcome(**{**outcome.__dict__, "out_dir": str(target)})
-
-
-def _worker_init(cwd: str) -> None:
-    """Workers import a user's store from the project directory, as the CLI does."""
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    if Path(outcome.out_dir).exists():
+        shutil.move(outcome.out_dir, target)
+        return dataclasses.replace(outcome, out_dir=str(target))
+    again = run_seed((spec, str(target)))
+    if not outcome.error and again.history_hash != outcome.history_hash:
+        return dataclasses.replace(
+            again,
+            error=f"seed {spec.seed} ran differently here (history {again.history_hash[:16]}) "
+            f"than on its worker ({outcome.history_hash[:16]}): the run is not reproducible",
+        )
+    return dataclasses.replace(outcome, out_dir=str(target))

@@ -16,35 +16,29 @@ from typing import Any
 from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
 from harness.gate import GateResult
-from harness.simrun import Outcome
 
 Replay = Callable[[int], str]
 """The command line that replays a seed."""
 
 
-def write_junit(
-    result: GateResult,
-    path: Path,
-    *,
-    suite: str,
-    replay: Replay,
-    reports: Mapping[int, Path],
-) -> None:
-    """One `testcase` per seed: passed, `failure` (a violation) or `error` (timerlab failed)."""
+def write_junit(data: Mapping[str, Any], path: Path, *, suite: str) -> None:
+    """One `testcase` per seed of a gate summary (`summary_data`, or a merge of slices):
+    passed, `failure` (a violation) or `error` (timerlab failed)."""
     tests = TestSuite(suite)
-    for outcome in result.outcomes:
-        case = TestCase(f"seed {outcome.seed}", classname=f"timerlab.gate.{outcome.scenario}")
-        case.time = round(outcome.seconds, 3)
-        if outcome.error:
-            problem = Error(outcome.error, "harness_error")
-            problem.text = _details(outcome, replay, reports)
+    classname = f"timerlab.gate.{data['gate']['scenario']}"
+    for item in data["seeds"]:
+        case = TestCase(f"seed {item['seed']}", classname=classname)
+        case.time = item["seconds"]
+        if item.get("error"):
+            problem = Error(item["error"], "harness_error")
+            problem.text = _details(item)
             case.result = [problem]
-        elif not outcome.ok:
-            failure = Failure(f"rules broken: {_rules(outcome)}", "violation")
-            failure.text = _details(outcome, replay, reports)
+        elif not item["passed"]:
+            failure = Failure(f"rules broken: {_rules(item['rules'])}", "violation")
+            failure.text = _details(item)
             case.result = [failure]
         tests.add_testcase(case)
-    tests.time = round(result.seconds, 3)
+    tests.time = data["seconds"]
     tests.update_statistics()  # type: ignore[no-untyped-call]
     document = JUnitXml()
     document.add_testsuite(tests)
@@ -53,9 +47,15 @@ def write_junit(
 
 
 def summary_data(
-    result: GateResult, *, command: str, replay: Replay, reports: Mapping[int, Path]
+    result: GateResult,
+    *,
+    command: str,
+    gate: Mapping[str, Any],
+    replay: Replay,
+    reports: Mapping[int, Path],
 ) -> dict[str, Any]:
-    """The gate as data: every seed's outcome, and the totals a passing gate prints."""
+    """The gate as data: what was asked (`gate`: scenario, store, seed range, shard), every
+    seed's outcome, and the totals a passing gate prints."""
     totals = result.totals()
     seeds = []
     for outcome in result.outcomes:
@@ -69,6 +69,7 @@ def summary_data(
         if outcome.error:
             item["error"] = outcome.error
         if not outcome.ok:
+            item["first_violation"] = outcome.first_violation
             item["replay"] = replay(outcome.seed)
             item["run"] = outcome.out_dir
             if outcome.seed in reports:
@@ -76,6 +77,7 @@ def summary_data(
         seeds.append(item)
     return {
         "command": command,
+        "gate": dict(gate),
         "passed": result.ok,
         "seconds": round(result.seconds, 3),
         "seeds": seeds,
@@ -94,13 +96,13 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _rules(outcome: Outcome) -> str:
-    return ", ".join(f"{rule}×{count}" for rule, count in sorted(outcome.rules.items()))
+def _rules(rules: Mapping[str, int]) -> str:
+    return ", ".join(f"{rule}×{count}" for rule, count in sorted(rules.items()))
 
 
-def _details(outcome: Outcome, replay: Replay, reports: Mapping[int, Path]) -> str:
-    lines = [outcome.error or outcome.first_violation, f"replay: {replay(outcome.seed)}"]
-    lines.append(f"run: {outcome.out_dir}")
-    if outcome.seed in reports:
-        lines.append(f"report: {reports[outcome.seed]}")
+def _details(item: Mapping[str, Any]) -> str:
+    lines = [item.get("error") or item.get("first_violation", ""), f"replay: {item['replay']}"]
+    lines.append(f"run: {item['run']}")
+    if "report" in item:
+        lines.append(f"report: {item['report']}")
     return "\n".join(lines)

@@ -28,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"timerlab {version()}")
     subcommands = parser.add_subparsers(required=True, metavar="COMMAND")
 
+    def scheduler_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--scheduler",
+            metavar="ADDRESS|local",
+            help="run on a Dask cluster: a scheduler address, or `local` for a LocalCluster "
+            "of --jobs workers (needs timerlab[scale])",
+        )
+
     def run_options(command: argparse.ArgumentParser, *, seed_required: bool) -> None:
         command.add_argument("--scenario", default="swarm", choices=SCENARIOS, metavar="NAME")
         if seed_required:
@@ -69,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--out", type=Path, default=Path("runs/gate"), help="where failing runs go")
     gate.add_argument("--junit", type=Path, help="write JUnit XML: one test case per seed")
     gate.add_argument("--json", type=Path, help="write a JSON summary: every seed's outcome")
+    gate.add_argument(
+        "--shard", metavar="K/N", help="run only slice K of N of the seeds (a CI matrix job)"
+    )
+    gate.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="combine the --json summaries of every slice into one verdict (runs nothing)",
+    )
+    scheduler_option(gate)
     gate.set_defaults(handler=commands.gate)
 
     replay = subcommands.add_parser("replay", help="rerun a seed bit for bit")
@@ -136,10 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--poll-interval", type=float_list, default=[1.0])
     sweep.add_argument("--duration", type=float, default=300.0, help="simulated seconds of traffic")
     sweep.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    sweep.add_argument(
+        "--seeds", type=int, default=1, help="runs per point (seeds 1..K): median and spread"
+    )
     sweep.add_argument("--slo-lateness", type=float, help="p99 fire lateness target (s)")
     sweep.add_argument("--bench", type=Path, default=Path("reports/bench/results.json"))
     sweep.add_argument("--round-trip", type=float, default=0.0005, help="seconds per Redis call")
     sweep.add_argument("--calibration", type=Path, help="a timerlab load run to compare with")
+    scheduler_option(sweep)
     sweep.add_argument("--out", type=Path, default=Path("reports/sweep"))
     sweep.set_defaults(handler=commands.sweep)
 

@@ -10,6 +10,7 @@ import pandas as pd
 from harness.calibrate import calibrate, spec_from_load
 from harness.cli import main
 from harness.simrun import run_and_check
+from harness.sweep import Limits, judge, over_seeds, recommend
 from sim.scenarios import build_spec
 from tests.reports.test_report import _need_chromium
 
@@ -54,3 +55,39 @@ def test_calibration_reads_the_workload_off_the_history(tmp_path: Path) -> None:
     assert spec.pods == 3
     assert spec.workload.conversations == 60
     assert "difference" in calibrate(tmp_path)
+
+
+def test_seeds_per_point_give_the_median_and_the_spread(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    assert main(["-q", "sweep", "--pods", "1", "--conversations", "40", "--duration", "30",
+                 "--seeds", "3", "--slo-lateness", "5", "--out", str(out)]) == 0  # fmt: skip
+    table = pd.read_csv(out / "capacity.csv")
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["seeds"] == 3
+    assert row["lateness_p99_min"] <= row["lateness_p99"] <= row["lateness_p99_max"]
+    assert "worst of 3 seeds" in (out / "recommendation.txt").read_text()
+
+
+def test_an_slo_is_met_only_if_the_worst_seed_meets_it() -> None:
+    runs = pd.DataFrame(
+        [
+            {"pods": 1, "conversations": 10, "message_rate": 0.1, "timeout": 30.0,
+             "poll_interval": 1.0, "seed": seed, "ok": True, "lateness_p50": 0.5,
+             "lateness_p99": p99, "oldest_due_age": p99, "fires": 10, "redis_ops_per_s": 5.0,
+             "calls_per_poll_per_pod": 1.0, "peak_pending": 10}
+            for seed, p99 in ((1, 1.0), (2, 3.0), (3, 1.2))
+        ]
+    )  # fmt: skip
+    table = over_seeds(runs)
+    row = table.iloc[0]
+    assert (row["lateness_p99"], row["lateness_p99_min"], row["lateness_p99_max"]) == (
+        1.2,
+        1.0,
+        3.0,
+    )
+    assert row["seeds"] == 3
+    limits = Limits(250.0, "test", 50_000.0, "test", 0.0005)
+    assert not judge(table, limits, 2.0)["meets_slo"].iloc[0]  # the median (1.2) alone would
+    assert "no configuration in the grid meets" in recommend(judge(table, limits, 2.0), 2.0)
+    assert judge(table, limits, 3.0)["meets_slo"].iloc[0]
