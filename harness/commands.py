@@ -359,6 +359,7 @@ def sweep(args: argparse.Namespace) -> int:
         args.pods, args.conversations, args.message_rate, args.timeout, args.poll_interval
     )
     limits = Limits.from_bench(args.bench, args.round_trip)
+    costs = _costs(args)
     print(
         f"{len(points)} configurations × {args.seeds} seed(s), {args.duration:g} simulated s each",
         file=sys.stderr,
@@ -370,6 +371,7 @@ def sweep(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         slo_lateness=args.slo_lateness,
         seeds=args.seeds,
+        costs=costs,
         scheduler=args.scheduler,
     )
     calibration = None
@@ -377,12 +379,28 @@ def sweep(args: argparse.Namespace) -> int:
         from harness.calibrate import calibrate
 
         calibration = calibrate(args.calibration)
-    index = write_sweep(table, limits, args.out, slo=args.slo_lateness, calibration=calibration)
+    index = write_sweep(
+        table, limits, args.out, slo=args.slo_lateness, calibration=calibration, costs=costs
+    )
     print((args.out / "recommendation.txt").read_text(), end="")
     if calibration:
         print(calibration)
     print(f"sweep: {index}")
     return 0
+
+
+def _costs(args: argparse.Namespace) -> Any:
+    """The service times a sweep runs with: a file's, the defaults, or none."""
+    from sim.costs import CostsError, ServiceCosts
+
+    if args.no_costs:
+        return None
+    if args.costs is None:
+        return ServiceCosts()
+    try:
+        return ServiceCosts.load(args.costs)
+    except CostsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def report(args: argparse.Namespace) -> int:

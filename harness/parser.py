@@ -162,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--bench", type=Path, default=Path("reports/bench/results.json"))
     sweep.add_argument("--round-trip", type=float, default=0.0005, help="seconds per Redis call")
     sweep.add_argument("--calibration", type=Path, help="a timerlab load run to compare with")
+    costs = sweep.add_mutually_exclusive_group()
+    costs.add_argument(
+        "--costs",
+        type=Path,
+        metavar="JSON",
+        help="service times of Redis and of the pods (seconds; sim/costs.py names the fields)",
+    )
+    costs.add_argument(
+        "--no-costs", action="store_true", help="work takes no simulated time (no knee)"
+    )
     scheduler_option(sweep)
     sweep.add_argument("--out", type=Path, default=Path("reports/sweep"))
     sweep.set_defaults(handler=commands.sweep)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from harness.executors import open_workers
 from record.faults import FaultPlan
+from sim.costs import ServiceCosts
 from sim.spec import RunSpec
 from sim.workload import WorkloadSpec
 from store.options import ServiceSettings
@@ -88,8 +89,11 @@ class Limits:
         return cls(bytes_per_timer, bytes_source, ceiling, ceiling_source, round_trip)
 
 
-def spec_for(point: Point, seconds: float, seed: int = 1) -> RunSpec:
-    """A steady, fault-free run of one grid point."""
+def spec_for(
+    point: Point, seconds: float, seed: int = 1, costs: ServiceCosts | None = None
+) -> RunSpec:
+    """A steady, fault-free run of one grid point (with service times when `costs` is
+    given: `sim/costs.py`)."""
     think = 1.0 / point.message_rate
     workload = WorkloadSpec(
         conversations=point.conversations,
@@ -111,23 +115,25 @@ def spec_for(point: Point, seconds: float, seed: int = 1) -> RunSpec:
         settings=settings,
         drain=point.timeout + 3 * point.poll_interval + 5.0,
         poll_phase_spread=point.poll_interval,  # pods of a deployment start at different moments
+        costs=costs,
     )
 
 
-def measure_point(args: tuple[Point, float, str, int]) -> dict[str, Any]:
+def measure_point(args: tuple[Point, float, str, int, ServiceCosts | None]) -> dict[str, Any]:
     """Run one point with one seed (in a worker process) and return its capacity figures."""
     from harness.report import pending_series
     from harness.simrun import run_and_check
     from record.history import read_history
     from record.logs import configure_logging
 
-    point, seconds, out_dir, seed = args
+    point, seconds, out_dir, seed, costs = args
     configure_logging(40)
     out = Path(out_dir)
-    verdict, _ = run_and_check(spec_for(point, seconds, seed), out)
+    verdict, _ = run_and_check(spec_for(point, seconds, seed, costs), out)
     run = json.loads((out / "run.json").read_text())
     duration = float(run["duration"])
-    calls = int(run.get("measured", {}).get("redis_calls", 0))
+    measured = run.get("measured", {})
+    calls = int(measured.get("redis_calls", 0))
     pending = pending_series(read_history(out / "history.csv"))
     return {
         **dataclasses.asdict(point),
@@ -140,6 +146,10 @@ def measure_point(args: tuple[Point, float, str, int]) -> dict[str, Any]:
         "redis_ops_per_s": calls / duration if duration else 0.0,
         "calls_per_poll_per_pod": calls / max(1.0, duration / point.poll_interval) / point.pods,
         "peak_pending": int(pending.max()) if len(pending) else 0,
+        "redis_utilisation": measured.get("redis_busy", 0.0) / duration if duration else 0.0,
+        "pod_cpu_utilisation": (
+            max(measured.get("pod_cpu_busy", [0.0])) / duration if duration else 0.0
+        ),
     }
 
 
@@ -151,6 +161,7 @@ def sweep(
     jobs: int,
     slo_lateness: float | None,
     seeds: int = 1,
+    costs: ServiceCosts | None = None,
     scheduler: str | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -159,7 +170,7 @@ def sweep(
     p99 lateness; add memory and the flags. The scratch runs are removed afterwards."""
     scratch = tempfile.mkdtemp(prefix="timerlab-sweep-")
     work = [
-        (point, seconds, os.path.join(scratch, f"point-{i}-seed-{seed}"), seed)
+        (point, seconds, os.path.join(scratch, f"point-{i}-seed-{seed}"), seed, costs)
         for i, point in enumerate(points)
         for seed in range(1, seeds + 1)
     ]
@@ -271,6 +282,17 @@ def plot(table: pd.DataFrame, out: Path) -> list[Path]:
     return figures
 
 
+def _describe_costs(costs: ServiceCosts | None) -> str:
+    if costs is None:
+        return "none (work takes no simulated time, so load cannot queue)"
+    figures = ", ".join(
+        f"{name} {value * 1e6:g} µs" if "byte" not in name else f"{name} {value * 1e9:g} ns"
+        for name, value in costs.to_data().items()
+        if name != "source"
+    )
+    return f"{figures} ({costs.source})"
+
+
 def grid(
     pods: Sequence[int],
     conversations: Sequence[int],
@@ -289,6 +311,7 @@ def write_sweep(
     *,
     slo: float | None,
     calibration: str | None,
+    costs: ServiceCosts | None = None,
 ) -> Path:
     """The capacity table (CSV), the plots, the recommendation and a page tying them up."""
     import html
@@ -303,7 +326,8 @@ def write_sweep(
     columns = [
         "pods", "conversations", "message_rate", "timeout", "poll_interval", "lateness_p50",
         "lateness_p99", "lateness_p99_max", "seeds", "oldest_due_age", "redis_ops_per_s",
-        "peak_pending", "memory_bytes", "beyond_redis_ceiling", "beyond_round_trip",
+        "redis_utilisation", "pod_cpu_utilisation", "peak_pending", "memory_bytes",
+        "beyond_redis_ceiling", "beyond_round_trip",
     ]  # fmt: skip
     shown = table[[c for c in [*columns, "meets_slo"] if c in table]].round(3)
     rows = "".join(
@@ -319,6 +343,7 @@ def write_sweep(
 <p>{len(table)} simulated configurations. Memory per timer: {limits.bytes_per_timer:.0f} bytes,
 {html.escape(limits.bytes_source)}. Redis ceiling: {limits.redis_ceiling:.0f} ops/s,
 {html.escape(limits.ceiling_source)}. Round trip per call: {limits.round_trip * 1000:.1f} ms.
+Service times: {html.escape(_describe_costs(costs))}.
 Files: <a href="capacity.csv">capacity.csv</a>, <a href="recommendation.txt">recommendation.txt</a>.
 </p>
 <h2>Recommendation{f" (p99 lateness ≤ {slo:g} s)" if slo is not None else ""}</h2>

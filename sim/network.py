@@ -20,6 +20,7 @@ from typing import Any
 import redis.exceptions as rexc
 from fakeredis.aioredis import FakeAsyncRedisConnection
 
+from sim.costs import Queue, reply_bytes
 from sim.redis_server import EmbeddedRedis
 
 
@@ -36,6 +37,8 @@ class PodLink:
     cuts: int = 0
     """Partial outages in force: while above 0 this pod alone cannot reach Redis."""
     calls: int = field(default=0)
+    cpu: Queue = field(default_factory=Queue)
+    """The pod's CPU, which encodes requests and parses replies when the run has costs."""
 
     def one_way(self) -> float:
         spread = self.latency * self.jitter
@@ -53,6 +56,8 @@ class SimConnection(FakeAsyncRedisConnection):
         self.link = link
         self._reply_at = 0.0
         self._deadline = 0.0
+        self._arrived = 0.0
+        self._way_back = 0.0
 
     async def _connect(self) -> None:
         await asyncio.sleep(self.link.one_way() * 2)  # the TCP handshake
@@ -76,6 +81,9 @@ class SimConnection(FakeAsyncRedisConnection):
         timeout = self.socket_timeout or 1e9
         self._deadline = loop.time() + timeout
         self.link.calls += 1
+        costs = self.link.redis.costs
+        if costs is not None:  # the pod's CPU encodes and sends the request
+            await self.link.cpu.use(costs.pod_per_call)
         await asyncio.sleep(self.link.one_way())
         if not self.link.reachable():
             await self.disconnect(nowait=True)
@@ -96,16 +104,27 @@ class SimConnection(FakeAsyncRedisConnection):
                 await self.disconnect(nowait=True)
                 raise rexc.ConnectionError("Connection closed by server.")
         await super().send_packed_command(chunks, check_health=False)
+        self._arrived = loop.time()
         self._reply_at = loop.time() + redis.extra_latency + self.link.one_way()
+        self._way_back = self._reply_at - self._arrived
 
     async def read_response(self, **kwargs: Any) -> Any:  # type: ignore[override]
         response = await super().read_response(**kwargs)
         loop = asyncio.get_running_loop()
+        costs = self.link.redis.costs
+        if costs is not None:  # the reply leaves when Redis's one thread has made it
+            size = reply_bytes(response)
+            made = self.link.redis.thread.take(
+                self._arrived, costs.redis_per_command + costs.redis_per_reply_byte * size
+            )
+            self._reply_at = max(self._reply_at, made + self._way_back)
         if self._reply_at > self._deadline:
             await asyncio.sleep(max(0.0, self._deadline - loop.time()))
             await self.disconnect(nowait=True)
             raise rexc.TimeoutError("Timeout reading from embedded redis")
         await asyncio.sleep(max(0.0, self._reply_at - loop.time()))
+        if costs is not None:  # and the pod's CPU parses it
+            await self.link.cpu.use(costs.pod_per_reply_byte * reply_bytes(response))
         return response
 
 

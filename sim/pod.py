@@ -163,19 +163,46 @@ class SimPod(TaskOwner):
     def handle_message(
         self, sender_id: str, session_id: str, timeout: float, metadata: dict[str, Any] | None
     ) -> simpy.Event:
+        if self.world.spec.costs is not None:
+            return self.run(self._handle_on_cpu(sender_id, session_id, timeout, metadata))
         # The service arms `now + timeout` on this clock, at this instant.
         when = self.clock.now() + timeout
         message_received(self.record, sender_id, session_id, timeout, when, metadata)
         return self.run(self.service.schedule_timer(sender_id, session_id, timeout, metadata))
 
+    async def _handle_on_cpu(
+        self, sender_id: str, session_id: str, inactivity: float, metadata: dict[str, Any] | None
+    ) -> None:
+        """A message in a run with costs: it waits for the pod's CPU, and is handled (and
+        recorded) when its turn comes, as a busy pod handles it; a crash meanwhile loses it
+        with the pod."""
+        assert self.world.spec.costs is not None
+        await self.link.cpu.use(self.world.spec.costs.pod_per_message)
+        when = self.clock.now() + inactivity
+        message_received(self.record, sender_id, session_id, inactivity, when, metadata)
+        await self.service.schedule_timer(sender_id, session_id, inactivity, metadata)
+
     def handle_end(self, sender_id: str) -> simpy.Event:
+        if self.world.spec.costs is not None:
+            return self.run(self._end_on_cpu(sender_id))
         conversation_ended(self.record, sender_id)
         return self.run(self.service.cancel_timer(sender_id))
+
+    async def _end_on_cpu(self, sender_id: str) -> None:
+        """A conversation's end in a run with costs: in the CPU's queue behind its messages."""
+        assert self.world.spec.costs is not None
+        await self.link.cpu.use(self.world.spec.costs.pod_per_message)
+        conversation_ended(self.record, sender_id)
+        await self.service.cancel_timer(sender_id)
 
     async def _fire(
         self, sender_id: str, session_id: str | None, scheduled_time: float, fire_id: str
     ) -> None:
-        """The conversation-inactive action: takes a little time, then succeeds."""
+        """The conversation-inactive action: takes a little time (and CPU, with costs), then
+        succeeds."""
+        costs = self.world.spec.costs
+        if costs is not None:
+            await self.link.cpu.use(costs.pod_per_fire)
         await asyncio.sleep(self.world.spec.fire_duration)
 
     # -- recording --------------------------------------------------------------------------

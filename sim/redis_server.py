@@ -17,6 +17,8 @@ from typing import Any
 import fakeredis
 import simpy
 
+from sim.costs import Queue, ServiceCosts
+
 Data = dict[bytes, tuple[str, Any]]
 
 
@@ -37,6 +39,9 @@ class EmbeddedRedis:
         self.env = env
         self.server = fakeredis.FakeServer(version=(7,))
         self.extra_latency = 0.0
+        self.costs: ServiceCosts | None = None
+        """Set for capacity runs: each reply then waits for the server's one thread."""
+        self.thread = Queue()
         self._unreachable = 0
         self._killed = False
         self._pauses = 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from record.faults import FaultPlan
+from sim.costs import ServiceCosts
 from sim.workload import WorkloadSpec
 from store.options import ServiceSettings
 
@@ -42,6 +43,9 @@ class RunSpec:
     store_config: dict[str, Any] | None = None
     """A `timer_store` section from which each pod builds its own store, as in production.
     Neither: the reference stack."""
+    costs: ServiceCosts | None = None
+    """Service times of Redis and of each pod's CPU (`sim/costs.py`), for capacity runs; None
+    (the correctness scenarios): work takes no simulated time."""
 
     def duration(self, last_event: float) -> float:
         """When the run ends: the last traffic or fault, plus the drain."""

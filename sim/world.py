@@ -78,6 +78,7 @@ class World:
         self.loop = SimEventLoop(self.env)
         self.bridge = AsyncBridge(self.env, self.loop)
         self.redis = EmbeddedRedis(self.env)
+        self.redis.costs = spec.costs
         self.history = HistoryWriter(out_dir / "history.csv")
         self.pods = [SimPod(self, index) for index in range(spec.pods)]
         self._route_rng = self.rng("routing")
@@ -198,7 +199,11 @@ class World:
         data = {
             "spec": self.spec.to_data(),
             "duration": duration,
-            "measured": {"redis_calls": sum(pod.link.calls for pod in self.pods)},
+            "measured": {
+                "redis_calls": sum(pod.link.calls for pod in self.pods),
+                "redis_busy": self.redis.thread.busy,
+                "pod_cpu_busy": [pod.link.cpu.busy for pod in self.pods],
+            },
             "notes": self.notes,
         }
         run_file.write_text(json.dumps(data, indent=2) + "\n")
