@@ -372,6 +372,7 @@ def sweep(args: argparse.Namespace) -> int:
         slo_lateness=args.slo_lateness,
         seeds=args.seeds,
         costs=costs,
+        full=args.full,
         scheduler=args.scheduler,
     )
     calibration = None

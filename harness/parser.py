@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--seeds", type=int, default=1, help="runs per point (seeds 1..K): median and spread"
     )
+    sweep.add_argument(
+        "--full",
+        action="store_true",
+        help="run every point in the full simulator (judged; ~20-50x slower than capacity mode)",
+    )
     sweep.add_argument("--slo-lateness", type=float, help="p99 fire lateness target (s)")
     sweep.add_argument("--bench", type=Path, default=Path("reports/bench/results.json"))
     sweep.add_argument("--round-trip", type=float, default=0.0005, help="seconds per Redis call")

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from harness.executors import open_workers
 from record.faults import FaultPlan
+from sim.capacity import run_capacity
 from sim.costs import ServiceCosts
 from sim.spec import RunSpec
 from sim.workload import WorkloadSpec
@@ -119,37 +120,73 @@ def spec_for(
     )
 
 
-def measure_point(args: tuple[Point, float, str, int, ServiceCosts | None]) -> dict[str, Any]:
-    """Run one point with one seed (in a worker process) and return its capacity figures."""
+def measure_point(
+    args: tuple[Point, float, str, int, ServiceCosts | None, bool],
+) -> dict[str, Any]:
+    """Run one point with one seed (in a worker process) and return its capacity figures: in
+    capacity mode (`sim/capacity.py`), or with `full` in the full simulator, judged."""
+    point, seconds, out_dir, seed, costs, full = args
+    spec = spec_for(point, seconds, seed, costs)
+    run = _full_run(spec, Path(out_dir)) if full else _capacity_run(spec)
+    duration = run["duration"]
+    calls = run["redis_calls"]
+    return {
+        **dataclasses.asdict(point),
+        "seed": seed,
+        "mode": "full" if full else "capacity",
+        "ok": run["ok"],
+        "lateness_p50": run["lateness_p50"],
+        "lateness_p99": run["lateness_p99"],
+        "oldest_due_age": run["lateness_max"],
+        "fires": run["fires"],
+        "redis_ops_per_s": calls / duration if duration else 0.0,
+        "calls_per_poll_per_pod": calls / max(1.0, duration / point.poll_interval) / point.pods,
+        "peak_pending": run["peak_pending"],
+        "redis_utilisation": run["redis_busy"] / duration if duration else 0.0,
+        "pod_cpu_utilisation": max(run["pod_cpu_busy"], default=0.0) / duration
+        if duration
+        else 0.0,
+    }
+
+
+def _full_run(spec: RunSpec, out: Path) -> dict[str, Any]:
+    """The full simulator, judged by the checker (`ok` is its verdict)."""
     from harness.report import pending_series
     from harness.simrun import run_and_check
     from record.history import read_history
     from record.logs import configure_logging
 
-    point, seconds, out_dir, seed, costs = args
     configure_logging(40)
-    out = Path(out_dir)
-    verdict, _ = run_and_check(spec_for(point, seconds, seed, costs), out)
+    verdict, _ = run_and_check(spec, out)
     run = json.loads((out / "run.json").read_text())
-    duration = float(run["duration"])
     measured = run.get("measured", {})
-    calls = int(measured.get("redis_calls", 0))
     pending = pending_series(read_history(out / "history.csv"))
     return {
-        **dataclasses.asdict(point),
-        "seed": seed,
         "ok": verdict.ok,
-        "lateness_p50": verdict.stats["lateness_p50"],
-        "lateness_p99": verdict.stats["lateness_p99"],
-        "oldest_due_age": verdict.stats["lateness_max"],
-        "fires": verdict.stats["fires"],
-        "redis_ops_per_s": calls / duration if duration else 0.0,
-        "calls_per_poll_per_pod": calls / max(1.0, duration / point.poll_interval) / point.pods,
+        "duration": float(run["duration"]),
+        "redis_calls": int(measured.get("redis_calls", 0)),
+        "redis_busy": measured.get("redis_busy", 0.0),
+        "pod_cpu_busy": measured.get("pod_cpu_busy", []),
         "peak_pending": int(pending.max()) if len(pending) else 0,
-        "redis_utilisation": measured.get("redis_busy", 0.0) / duration if duration else 0.0,
-        "pod_cpu_utilisation": (
-            max(measured.get("pod_cpu_busy", [0.0])) / duration if duration else 0.0
-        ),
+        **{key: verdict.stats[key] for key in ("lateness_p50", "lateness_p99", "lateness_max")},
+        "fires": verdict.stats["fires"],
+    }
+
+
+def _capacity_run(spec: RunSpec) -> dict[str, Any]:
+    """Capacity mode: no checker runs, so `ok` is left empty."""
+    result = run_capacity(spec)
+    return {
+        "ok": None,
+        "duration": result.duration,
+        "redis_calls": result.redis_calls,
+        "redis_busy": result.redis_busy,
+        "pod_cpu_busy": result.pod_cpu_busy,
+        "peak_pending": result.peak_pending,
+        "lateness_p50": result.percentile(0.5),
+        "lateness_p99": result.percentile(0.99),
+        "lateness_max": max(result.lateness, default=0.0),
+        "fires": result.fires,
     }
 
 
@@ -162,6 +199,7 @@ def sweep(
     slo_lateness: float | None,
     seeds: int = 1,
     costs: ServiceCosts | None = None,
+    full: bool = False,
     scheduler: str | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -170,7 +208,7 @@ def sweep(
     p99 lateness; add memory and the flags. The scratch runs are removed afterwards."""
     scratch = tempfile.mkdtemp(prefix="timerlab-sweep-")
     work = [
-        (point, seconds, os.path.join(scratch, f"point-{i}-seed-{seed}"), seed, costs)
+        (point, seconds, os.path.join(scratch, f"point-{i}-seed-{seed}"), seed, costs, full)
         for i, point in enumerate(points)
         for seed in range(1, seeds + 1)
     ]
@@ -201,15 +239,22 @@ def judge(table: pd.DataFrame, limits: Limits, slo_lateness: float | None) -> pd
 POINT = [field.name for field in dataclasses.fields(Point)]
 
 
+def _all_judged(verdicts: pd.Series) -> bool | None:
+    """Every seed's verdict passed; None when no checker ran (capacity mode)."""
+    judged = verdicts.dropna()
+    return None if judged.empty else bool(judged.all())
+
+
 def over_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per point: the median of every figure over the point's seeds, the number of
     seeds, the spread (min, max) of p99 lateness, and `ok` only if every seed passed. An SLO
     is judged on the worst seed's p99: a configuration that meets it on a lucky seed does not
     meet it."""
     grouped = runs.groupby(POINT, sort=False)
-    figures = [c for c in runs.columns if c not in {*POINT, "seed", "ok"}]
+    figures = [c for c in runs.columns if c not in {*POINT, "seed", "ok", "mode"}]
     table = grouped[figures].median().reset_index()
-    table["ok"] = grouped["ok"].all().to_numpy()
+    table["mode"] = grouped["mode"].first().to_numpy()
+    table["ok"] = grouped["ok"].agg(_all_judged).to_numpy()
     table["seeds"] = grouped["seed"].count().to_numpy()
     table["lateness_p99_min"] = grouped["lateness_p99"].min().to_numpy()
     table["lateness_p99_max"] = grouped["lateness_p99"].max().to_numpy()
@@ -238,9 +283,27 @@ def recommend(table: pd.DataFrame, slo: float) -> str:
             lines.append(
                 f"{head}: {int(best['pods'])} pod(s), poll every {best['poll_interval']:g} s "
                 f"(p99 {best['lateness_p99']:.2f} s{worst}, "
-                f"{best['redis_ops_per_s']:.0f} Redis ops/s)"
+                f"{best['redis_ops_per_s']:.0f} Redis ops/s); {headroom(table, best)}"
             )
     return "\n".join(lines)
+
+
+KNEE_FACTOR = 2.0
+"""The knee of a series is the first load whose p99 lateness is this many times the series'
+lightest load's: below it lateness is set by the poll interval, above it by queueing."""
+
+
+def headroom(table: pd.DataFrame, point: pd.Series) -> str:
+    """How far `point`'s load is from the knee of its series (same pods, poll interval,
+    message rate and timeout, growing conversations)."""
+    keys = ["pods", "poll_interval", "message_rate", "timeout"]
+    series = table[(table[keys] == point[keys]).all(axis=1)].sort_values("conversations")
+    floor = series["lateness_p99"].iloc[0]
+    knee = series[series["lateness_p99"] > KNEE_FACTOR * max(floor, 1e-9)]
+    if knee.empty:
+        return f"no knee up to {int(series['conversations'].max())} conversations in the grid"
+    at = int(knee["conversations"].iloc[0])
+    return f"knee at or below {at} conversations ({at / point['conversations']:.1f}x this load)"
 
 
 def plot(table: pd.DataFrame, out: Path) -> list[Path]:

@@ -79,11 +79,11 @@ class SimConnection(FakeAsyncRedisConnection):
         )
         loop = asyncio.get_running_loop()
         timeout = self.socket_timeout or 1e9
-        self._deadline = loop.time() + timeout
         self.link.calls += 1
         costs = self.link.redis.costs
-        if costs is not None:  # the pod's CPU encodes and sends the request
+        if costs is not None:  # the pod's CPU encodes the request before the socket sees it
             await self.link.cpu.use(costs.pod_per_call)
+        self._deadline = loop.time() + timeout
         await asyncio.sleep(self.link.one_way())
         if not self.link.reachable():
             await self.disconnect(nowait=True)

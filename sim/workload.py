@@ -82,11 +82,13 @@ class Conversation:
 
 
 def conversations(
-    spec: WorkloadSpec, rng: random.Random, payloads: random.Random
+    spec: WorkloadSpec, rng: random.Random, payloads: random.Random | None
 ) -> list[Conversation]:
     """Draw every conversation of a run up front, so pods and faults never shift the draw.
 
-    `rng` draws the traffic, `payloads` the session ids and metadata.
+    `rng` draws the traffic, `payloads` the session ids and metadata. Without `payloads`
+    (capacity mode, which needs only the timing) messages carry none, and the traffic is the
+    same: payloads come from a stream of their own.
     """
     rate = spec.conversations / spec.arrival_window if spec.arrival_window else 0.0
     start = 0.0
@@ -107,11 +109,9 @@ def conversations(
                 steps.append(Message(spec.think_time(rng)))
         if rng.random() < spec.end_probability:
             steps.append(Message(spec.think_time(rng), end=True))
-        result.append(
-            Conversation(
-                f"user-{index:05d}", start, timeout, _payloads(steps, index, spec, payloads)
-            )
-        )
+        if payloads is not None:
+            steps = list(_payloads(steps, index, spec, payloads))
+        result.append(Conversation(f"user-{index:05d}", start, timeout, tuple(steps)))
     return result if spec.limit is None else result[: spec.limit]
 
 

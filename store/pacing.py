@@ -33,8 +33,13 @@ class PollPacer:
     def next_delay(self, last: PollResult | None) -> float:
         """Seconds to wait after a poll that returned `last` (None: the poll failed)."""
         if last is not None and last.remaining_due > 0:
-            return max(len(last.fired), 1) / self.settings.recovery_rate
+            return self.backlog_delay(len(last.fired))
         return self.interval()
+
+    def backlog_delay(self, fired: int) -> float:
+        """After a poll that fired `fired` timers and left more due: the backlog drains at
+        `recovery_rate`, never as a stampede."""
+        return max(fired, 1) / self.settings.recovery_rate
 
     def interval(self) -> float:
         """One jittered poll interval."""

@@ -73,7 +73,7 @@ def test_an_slo_is_met_only_if_the_worst_seed_meets_it() -> None:
     runs = pd.DataFrame(
         [
             {"pods": 1, "conversations": 10, "message_rate": 0.1, "timeout": 30.0,
-             "poll_interval": 1.0, "seed": seed, "ok": True, "lateness_p50": 0.5,
+             "poll_interval": 1.0, "seed": seed, "mode": "full", "ok": True, "lateness_p50": 0.5,
              "lateness_p99": p99, "oldest_due_age": p99, "fires": 10, "redis_ops_per_s": 5.0,
              "calls_per_poll_per_pod": 1.0, "peak_pending": 10}
             for seed, p99 in ((1, 1.0), (2, 3.0), (3, 1.2))
