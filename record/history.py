@@ -44,7 +44,7 @@ KINDS = frozenset(
         "call_failed", "store_error", "loop_lag",
         # the fallback
         "fallback_activated", "fallback_deactivated", "reconciled", "reconcile_dropped",
-        "write_unacknowledged",
+        "write_unacknowledged", "merge_interrupted",
         # the world
         "fault_start", "fault_end", "pod_crash", "pod_start", "pod_stop", "redis_restart",
         "redis_data_loss", "run_start", "run_end",

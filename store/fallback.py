@@ -26,7 +26,7 @@ import itertools
 import secrets
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -48,6 +48,7 @@ from store.clock import Clock, LoopClock, SystemClock
 from store.endpoint import EndpointConfig
 from store.errors import StoreUnavailableError
 from store.events import EventSink, null_sink
+from store.fallback_stats import FallbackStats
 from store.memory import InMemoryTimerStore
 from store.options import ServiceSettings
 from store.timer import SessionTimer
@@ -93,24 +94,6 @@ class _Pending:
 
     entry: JournalEntry
     from_instance: str | None
-
-
-@dataclass
-class FallbackStats:
-    """Counters since start, for metrics; `outage` holds the current outage's merge counts."""
-
-    activations: int = 0
-    deactivations: int = 0
-    outage_writes: int = 0
-    reconciled_applied: int = 0
-    reconciled_skipped: int = 0
-    reconciled_unverified: int = 0
-    outage: dict[str, int] = field(default_factory=dict)
-
-    def count(self, name: str) -> None:
-        """Count one merge outcome, in the totals and in this outage."""
-        setattr(self, f"reconciled_{name}", getattr(self, f"reconciled_{name}") + 1)
-        self.outage[name] = self.outage.get(name, 0) + 1
 
 
 class FallbackTimerStore(SessionTimerStore):
@@ -167,6 +150,7 @@ class FallbackTimerStore(SessionTimerStore):
         self._began = 0.0
         self._hold_until = 0.0
         self._next_probe = 0.0
+        self._merge_began = 0.0
         self._merge_lock = asyncio.Lock()
 
     # -- observable state -------------------------------------------------------------------
@@ -387,6 +371,7 @@ class FallbackTimerStore(SessionTimerStore):
         self._state = "fallback"
         self._next_probe = self._pacing.now() + self.probe_interval
         if resumed:  # the primary failed again while merging: same outage, keep the journal
+            self._report_limbo()
             return
         self._since = self._clock.now()
         self._began = self._pacing.now()
@@ -400,6 +385,15 @@ class FallbackTimerStore(SessionTimerStore):
         self.stats.outage = {"applied": 0, "skipped": 0, "unverified": 0}
         log.warning("timer_store.fallback.activated", reason=str(exc), outage=outage)
         self.sink("fallback_activated", reason=str(exc), outage=outage)
+
+    def _report_limbo(self) -> None:
+        """Name the timers a failed merge left in limbo: out of memory, maybe not in the
+        primary, unfired until the next merge (the price of never firing one twice)."""
+        limbo = sorted(p.from_instance for p in self._pending.values() if p.from_instance)
+        if limbo:
+            elapsed = max(0.0, self._clock.now() - self._merge_began)
+            log.warning("timer_store.fallback.merge_interrupted", timers=len(limbo))
+            self.sink("merge_interrupted", instances=limbo, elapsed=elapsed)
 
     def _note(self, sender_id: str, reason: str, **unacked: Any) -> None:
         note = self._journal.get(sender_id)
@@ -431,6 +425,7 @@ class FallbackTimerStore(SessionTimerStore):
             except StoreUnavailableError:
                 return
             self._state = "reconciling"
+            self._merge_began = self._clock.now()
             log.info("timer_store.fallback.probe_succeeded", journal=len(self._journal))
             try:
                 await self._release_leases()

@@ -282,3 +282,28 @@ async def test_a_merge_whose_reply_was_lost_never_arms_a_timer_that_fired_since(
     assert await flaky.inner.get_timer("u1") is None
     merged = [f for kind, f in events if kind == "reconciled"]
     assert [(f["sender_id"], f["applied"]) for f in merged] == [("u1", False)]
+
+
+async def test_a_merge_cut_short_names_the_timers_it_left_in_limbo(
+    make_pod: Callable[[], Pod], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk on its way when the primary failed again left memory and may not have landed:
+    this pod no longer fires those timers, so it says which they are (the checker excuses their
+    wait until the pod merges back)."""
+    store, flaky, events = make_pod()
+    flaky.down = True
+    for index in range(600):
+        await store.store_timer(f"u{index}", "s", T0 + 10)
+    flaky.down = False
+    fail_second_merge_chunk(flaky, monkeypatch)
+    make_pod.clock.advance(1.0)  # type: ignore[attr-defined]
+    await store.claim_due(T0, limit=1, lease_until=None)
+    [limbo] = [fields for kind, fields in events if kind == "merge_interrupted"]
+    assert len(limbo["instances"]) == 256  # the second chunk: sent, outcome unknown
+    assert limbo["elapsed"] >= 0.0
+    in_memory = {t.sender_id for t in await store.get_expired_timers(T0 + 10)}
+    assert len(in_memory) == 600 - 2 * 256  # the third chunk still in memory, never sent
+    flaky.down = False
+    make_pod.clock.advance(1.0)  # type: ignore[attr-defined]
+    await store.claim_due(T0, limit=1, lease_until=None)
+    assert len(await flaky.inner.get_expired_timers(T0 + 10)) == 600

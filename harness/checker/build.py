@@ -61,6 +61,7 @@ class _Builder:
         self.unacked: dict[tuple[str, float], list[int]] = defaultdict(list)
         self.unacked_copy: dict[tuple[str, float], str] = {}
         self.unacked_claims: list[tuple[float, float, float | None]] = []
+        self.limbo: dict[str, list[tuple[float, str]]] = defaultdict(list)
         self.unacked_cancels: dict[str, list[float]] = defaultdict(list)
         self.failed_calls: dict[str, list[float]] = defaultdict(list)
         self.failed_writes: list[tuple[Row, float]] = []
@@ -117,6 +118,9 @@ class _Builder:
                 self.activations[row["pod"]].append((row["t"], row["seq"]))
             elif kind == "fallback_deactivated":
                 self.deactivations[row["pod"]].append((row["t"], row["seq"]))
+            elif kind == "merge_interrupted":
+                for instance in row["d"].get("instances", ()):
+                    self.limbo[instance].append((started_at(row), row["pod"]))
             elif kind == "redis_restart":
                 restarts.append(row)
             elif kind == "fault_start":
@@ -407,6 +411,7 @@ class _Builder:
             unacked=_frozen(self.unacked),
             unacked_copy=dict(self.unacked_copy),
             unacked_claims=tuple(self.unacked_claims),
+            limbo=_frozen(self.limbo),
             unacked_cancels=_frozen(self.unacked_cancels),
             failed_calls=_frozen(self.failed_calls),
             failed_writes=tuple(self.failed_writes),

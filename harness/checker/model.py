@@ -141,6 +141,9 @@ class Model:
     """The fallback copy of such a write, by (sender, scheduled time)."""
     unacked_claims: tuple[tuple[float, float, float | None], ...]
     """Claims that timed out or died with their pod: (when, the claim's now, its lease end)."""
+    limbo: Mapping[str, tuple[tuple[float, str], ...]]
+    """Fallback instances a failed merge took out of their pod's memory, unfired until that
+    pod's next merge: (when the merge began, the pod), per instance."""
     unacked_cancels: Mapping[str, tuple[float, ...]]
     failed_calls: Mapping[str, tuple[float, ...]]
     failed_writes: tuple[tuple[Row, float], ...]

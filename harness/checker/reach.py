@@ -83,6 +83,7 @@ class Reach:
         spans: list[Span] = []
         for member in members:
             spans += self.unreachable(origin or member.origin, member.pod)
+            spans += self.in_limbo(member.id)
             if (origin or member.origin) == "redis":
                 # A claim that timed out may have leased it anyway: held until the lease lapses.
                 spans += [
@@ -97,6 +98,18 @@ class Reach:
                 ):
                     spans.append((claim["t"], claim["t"] + lease))
         return overlap(union(spans), start, end)
+
+    def in_limbo(self, instance: str) -> list[Span]:
+        """When a failed merge had taken a fallback instance out of its pod's memory: from
+        the merge's start until the pod merged back (`store.fallback`: the entry leaves
+        memory before it is sent, so a merge cut short delays it rather than risk firing it
+        twice). Nobody fires it meanwhile unless it landed, and then it is not late."""
+        model = self.model
+        spans = []
+        for since, pod in model.limbo.get(instance, ()):
+            merged = [t for t, _ in model.deactivations.get(pod, ()) if t >= since]
+            spans.append((since, min(merged, default=model.end)))
+        return spans
 
     def peak_backlog(self) -> int:
         """The most announced timers that came due inside one stretch when no pod could reach

@@ -343,3 +343,35 @@ def test_a_timer_the_policy_skipped_or_gave_up_is_declared(kind: str, declared: 
     verdict = story.judge(END)
     assert rules(verdict) == []
     assert verdict.declared[declared] == 1
+
+
+@pytest.mark.parametrize(("interrupted", "expected"), [(True, []), (False, ["late"])])
+def test_a_timer_a_failed_merge_left_in_limbo_waits_for_its_pod_to_merge_back(
+    interrupted: bool, expected: list[str]
+) -> None:
+    """pod-1, cut off alone, holds a fallback timer due at 6 s; a merge attempt at 4 s took it
+    out of memory and failed (`merge_interrupted`), so nobody could fire it until pod-1 merged
+    back at 21 s (swarm seed 9100068). Without that row the checker cannot know: late."""
+    story = Story(("pod-0", "pod-1"))
+    story.outage(2.0, 20.0, pod="pod-1", kind="partial_outage", target="pod-1")
+    timer = story.arm(3.0, "pod-1", "user-1", 3.0, "f", origin="fallback")
+    if interrupted:
+        story.at(4.5, "merge_interrupted", "pod-1", instances=["f"], elapsed=0.5)
+    merged = {"sender_id": "user-1", "scheduled_time": 6.0, "version": 5, "instance": "f"}
+    story.at(20.9, "reconciled", "pod-1", **merged, origin="redis", elapsed=0.001, applied=True,
+             from_instance="f")  # fmt: skip
+    story.fire(21.5, "pod-0", timer, "f", version=5)
+    assert rules(story.judge(END)) == expected
+
+
+def test_limbo_ends_when_the_pod_merges_back() -> None:
+    """The excuse stops at pod-1's merge: a timer still unfired long after it is late."""
+    story = Story(("pod-0", "pod-1"))
+    story.outage(2.0, 20.0, pod="pod-1", kind="partial_outage", target="pod-1")
+    timer = story.arm(3.0, "pod-1", "user-1", 3.0, "f", origin="fallback")
+    story.at(4.5, "merge_interrupted", "pod-1", instances=["f"], elapsed=0.5)
+    merged = {"sender_id": "user-1", "scheduled_time": 6.0, "version": 5, "instance": "f"}
+    story.at(20.9, "reconciled", "pod-1", **merged, origin="redis", elapsed=0.001, applied=True,
+             from_instance="f")  # fmt: skip
+    story.fire(40.0, "pod-0", timer, "f", version=5)
+    assert rules(story.judge(END)) == ["late"]
