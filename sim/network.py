@@ -103,7 +103,9 @@ class SimConnection(FakeAsyncRedisConnection):
             if not self.link.reachable():  # killed while paused
                 await self.disconnect(nowait=True)
                 raise rexc.ConnectionError("Connection closed by server.")
-        await super().send_packed_command(chunks, check_health=False)
+        # Straight to the embedded server's socket: redis-py's send wraps the write in a
+        # `wait_for` (a task per call on Python 3.11) for a timeout this class models itself.
+        await self._send_packed_command(chunks)
         self._arrived = loop.time()
         self._reply_at = loop.time() + redis.extra_latency + self.link.one_way()
         self._way_back = self._reply_at - self._arrived
