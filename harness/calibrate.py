@@ -5,13 +5,19 @@ conversations there were, how many messages each sent and how far apart (the ran
 between a conversation's messages: Locust users wait uniformly), their session timeout, the
 pods and the poll interval. The simulated pods' polls are out of phase, as separately started
 processes' are. The simulator then runs that workload (no faults) and
-the two verdicts are compared on what capacity planning uses: fire lateness and fire rate.
+the two are compared on what capacity planning uses: fire lateness, fires and Redis commands
+per second. Several load runs (a light one, one near saturation, one past it) show where the
+simulator's prediction holds; `plot_calibration` draws predicted against measured.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import statistics
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +27,7 @@ from harness.simrun import run_and_check
 from record.faults import FaultPlan
 from record.history import details, read_history
 from record.runinfo import RunInfo
+from sim.costs import ServiceCosts
 from sim.spec import RunSpec
 from sim.workload import WorkloadSpec
 from store.options import ServiceSettings
@@ -73,31 +80,92 @@ def _share_ended(history: pd.DataFrame, conversations: int) -> float:
     return min(1.0, cancels / conversations) if conversations else 0.0
 
 
-def calibrate(run_dir: Path) -> str:
-    """Run the simulator at the load run's configuration; say how the two compare."""
+METRICS = (
+    ("lateness_p50", "fire lateness p50", "s"),
+    ("lateness_p99", "fire lateness p99", "s"),
+    ("fires", "fires", ""),
+    ("redis_ops_per_s", "Redis commands/s", "/s"),
+)
+"""What a calibration compares: what capacity planning reads off a sweep."""
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """One load run beside the simulator's prediction of it."""
+
+    run_dir: Path
+    spec: RunSpec
+    measured: dict[str, float]
+    predicted: dict[str, float]
+
+    def describe(self) -> str:
+        spec = self.spec
+        lines = [
+            f"calibration point: {self.run_dir} ({spec.pods} pods, "
+            f"{spec.workload.conversations} conversations, "
+            f"~{spec.workload.messages_mean:.1f} messages each every "
+            f"{_gaps(spec.workload)} s, {spec.workload.timeouts[0]:g} s timeout, "
+            f"poll {spec.settings.poll_interval:g} s)"
+        ]
+        for key, label, unit in METRICS:
+            sim, real = self.predicted.get(key), self.measured.get(key)
+            if sim is None or real is None:
+                lines.append(f"  {label}: not measured by this run")
+                continue
+            lines.append(
+                f"  {label}: simulator {sim:.3f}{unit}, real {real:.3f}{unit}, "
+                f"difference {sim - real:+.3f}{unit} ({_relative(sim, real)})"
+            )
+        return "\n".join(lines)
+
+
+def calibrate(
+    run_dirs: Sequence[Path], costs: ServiceCosts | None = None
+) -> list[CalibrationPoint]:
+    """Run the full simulator (with `costs`) at each load run's configuration."""
+    return [_point(run_dir, costs) for run_dir in run_dirs]
+
+
+def _point(run_dir: Path, costs: ServiceCosts | None) -> CalibrationPoint:
     real = check_run(run_dir)
-    spec = spec_from_load(run_dir)
+    spec = dataclasses.replace(spec_from_load(run_dir), costs=costs)
     with tempfile.TemporaryDirectory(prefix="timerlab-calibrate-") as scratch:
         predicted, _ = run_and_check(spec, Path(scratch))
-    lines = [
-        f"calibration point: {run_dir} ({spec.pods} pods, {spec.workload.conversations} "
-        f"conversations, ~{spec.workload.messages_mean:.1f} messages each every "
-        f"{_gaps(spec.workload)} s, {spec.workload.timeouts[0]:g} s timeout, "
-        f"poll {spec.settings.poll_interval:g} s)",
-    ]
-    for key, label in (
-        ("lateness_p50", "fire lateness p50"),
-        ("lateness_p99", "fire lateness p99"),
-    ):
-        sim, load = predicted.stats[key], real.stats[key]
-        lines.append(
-            f"  {label}: simulator {sim:.3f} s, real {load:.3f} s, "
-            f"difference {sim - load:+.3f} s ({_relative(sim, load)})"
-        )
-    lines.append(
-        f"  fires: simulator {int(predicted.stats['fires'])}, real {int(real.stats['fires'])}"
-    )
-    return "\n".join(lines)
+        simulated = json.loads((Path(scratch) / "run.json").read_text(encoding="utf-8"))
+    measured = {key: real.stats[key] for key, _, _ in METRICS[:3]}
+    load = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("measured", {})
+    if load.get("seconds"):
+        measured["redis_ops_per_s"] = load["redis_commands"] / load["seconds"]
+    prediction = {key: predicted.stats[key] for key, _, _ in METRICS[:3]}
+    prediction["redis_ops_per_s"] = simulated["measured"]["redis_calls"] / simulated["duration"]
+    return CalibrationPoint(run_dir, spec, measured, prediction)
+
+
+def describe(points: Sequence[CalibrationPoint]) -> str:
+    return "\n".join(point.describe() for point in points)
+
+
+def plot_calibration(points: Sequence[CalibrationPoint], out: Path) -> Path:
+    """Predicted against measured, one panel per metric, one dot per load run; the diagonal
+    is a perfect prediction."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 2.8))
+    for axis, (key, label, _) in zip(figure.subplots(1, len(METRICS)), METRICS, strict=True):
+        pairs = [(p.measured[key], p.predicted[key]) for p in points if key in p.measured]
+        if pairs:
+            real, sim = zip(*pairs, strict=True)
+            axis.scatter(real, sim, zorder=3)
+            top = max(*real, *sim) * 1.1 or 1.0
+            axis.plot([0, top], [0, top], color="grey", linewidth=0.8)
+        axis.set_title(label, fontsize=9)
+        axis.set_xlabel("measured (load run)", fontsize=8)
+        axis.set_ylabel("simulator", fontsize=8)
+        axis.tick_params(labelsize=7)
+    figure.tight_layout()
+    path = out / "calibration.png"
+    figure.savefig(path, dpi=110)
+    return path
 
 
 def _gaps(workload: WorkloadSpec) -> str:

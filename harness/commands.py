@@ -376,16 +376,18 @@ def sweep(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
     )
     calibration = None
-    if args.calibration is not None:
+    if args.calibration:
         from harness.calibrate import calibrate
 
-        calibration = calibrate(args.calibration)
+        calibration = calibrate(args.calibration, costs)
     index = write_sweep(
         table, limits, args.out, slo=args.slo_lateness, calibration=calibration, costs=costs
     )
     print((args.out / "recommendation.txt").read_text(), end="")
     if calibration:
-        print(calibration)
+        from harness.calibrate import describe
+
+        print(describe(calibration))
     print(f"sweep: {index}")
     return 0
 

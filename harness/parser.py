@@ -166,7 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--slo-lateness", type=float, help="p99 fire lateness target (s)")
     sweep.add_argument("--bench", type=Path, default=Path("reports/bench/results.json"))
     sweep.add_argument("--round-trip", type=float, default=0.0005, help="seconds per Redis call")
-    sweep.add_argument("--calibration", type=Path, help="a timerlab load run to compare with")
+    sweep.add_argument(
+        "--calibration",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="timerlab load runs to compare the simulator with (a light one, one near "
+        "saturation, one past it)",
+    )
     costs = sweep.add_mutually_exclusive_group()
     costs.add_argument(
         "--costs",

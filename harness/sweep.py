@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -33,6 +33,9 @@ from record.faults import FaultPlan
 from sim.capacity import run_capacity
 from sim.costs import ServiceCosts
 from sim.spec import RunSpec
+
+if TYPE_CHECKING:
+    from harness.calibrate import CalibrationPoint
 from sim.workload import WorkloadSpec
 from store.options import ServiceSettings
 
@@ -373,7 +376,7 @@ def write_sweep(
     out: Path,
     *,
     slo: float | None,
-    calibration: str | None,
+    calibration: Sequence[CalibrationPoint] | None,
     costs: ServiceCosts | None = None,
 ) -> Path:
     """The capacity table (CSV), the plots, the recommendation and a page tying them up."""
@@ -384,6 +387,12 @@ def write_sweep(
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "capacity.csv", index=False)
     figures = plot(table, out)
+    calibration_text = "none: pass --calibration RUN_DIR... (timerlab load runs)"
+    if calibration:
+        from harness.calibrate import describe, plot_calibration
+
+        figures.append(plot_calibration(calibration, out))
+        calibration_text = describe(calibration)
     recommendation = recommend(table, slo) if slo is not None else "no --slo-lateness given"
     (out / "recommendation.txt").write_text(recommendation + "\n", encoding="utf-8")
     columns = [
@@ -411,8 +420,8 @@ Files: <a href="capacity.csv">capacity.csv</a>, <a href="recommendation.txt">rec
 </p>
 <h2>Recommendation{f" (p99 lateness ≤ {slo:g} s)" if slo is not None else ""}</h2>
 <pre>{html.escape(recommendation)}</pre>
-<h2>Calibration against a real load run</h2>
-<pre>{html.escape(calibration or "none: pass --calibration RUN_DIR (a timerlab load run)")}</pre>
+<h2>Calibration against real load runs</h2>
+<pre>{html.escape(calibration_text)}</pre>
 <h2>Plots</h2>{images}
 <h2>Capacity table</h2><table><tr>{header}</tr>{rows}</table>
 {IMAGE_CHECK}

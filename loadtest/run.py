@@ -30,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
+import redis
 import yaml
 
 from loadtest.chaos import FAILOVER_TIMEOUT, ChaosController, WorldLog
@@ -361,6 +362,8 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> P
                 f"{options.pods} pods ready" + (" behind proxies" if deployment.proxies else "")
             )
             world.record("run_start", scenario=options.scenario, users=options.users)
+            commands_before = _commands_processed(topology)
+            load_start = time.time()
             chaos = ChaosController(
                 deployment, faults, world, persistence=options.persistence, progress=progress
             )
@@ -376,6 +379,7 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> P
             time.sleep(quiet)
             end = world.record("run_end")
             stats: dict[str, Any] = _http_json(f"{deployment.receiver}/stats")
+            measured = _measured(commands_before, _commands_processed(topology), load_start)
         finally:
             with _uninterrupted():
                 if chaos is not None:
@@ -384,7 +388,39 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> P
                 processes.stop_all()
                 topology.stop()
                 world.close()
-    return _describe(options, out, settings, deployment.store, end, stats, chaos.errors)
+    return _describe(options, out, settings, deployment.store, end, stats, chaos.errors, measured)
+
+
+ADMIN_COMMANDS = frozenset({"cmdstat_info", "cmdstat_client", "cmdstat_hello"})
+"""What counting itself sends (and what redis-py sends on connecting): not the pods' load."""
+
+
+def _commands_processed(topology: Topology) -> int | None:
+    """Commands the deployment's masters have processed so far (`INFO commandstats`, without
+    the counting's own), or None when one of them cannot answer (a fault left it down): what
+    a capacity calibration compares with the simulator's Redis calls."""
+    total = 0
+    for node in topology.nodes:
+        if node.role in {"sentinel", "replica"}:
+            continue
+        try:
+            with topology.client(node, socket_timeout=2.0) as admin:
+                stats = admin.info("commandstats")
+        except (redis.RedisError, OSError):
+            return None
+        total += sum(
+            int(value["calls"]) for name, value in stats.items() if name not in ADMIN_COMMANDS
+        )
+    return total
+
+
+def _measured(before: int | None, after: int | None, since: float) -> dict[str, float]:
+    """Redis commands processed during the run and over how many seconds (run.json); nothing
+    when a count failed or a restart reset the counters in between."""
+    seconds = time.time() - since
+    if before is None or after is None or after < before or seconds <= 0:
+        return {}
+    return {"redis_commands": float(after - before), "seconds": seconds}
 
 
 CONNECTION_KEYS = (
@@ -519,10 +555,11 @@ def _describe(
     options: LoadOptions,
     out: Path,
     settings: LoadSettings,
-    redis: RedisSettings,
+    store: RedisSettings,
     end: float,
     receiver: dict[str, Any],
     chaos_errors: Sequence[str],
+    measured: dict[str, float],
 ) -> Path:
     """Merge the histories and describe the run (`run.json`); the harness judges it."""
     merge_histories((out / "histories").glob("*.csv"), out / "history.csv")
@@ -534,8 +571,8 @@ def _describe(
         latency=LATENCY,
         fire_duration=settings.receiver_timeout,
         max_skew=0.0,
-        buckets=redis.buckets,
-        key_prefix=redis.key_prefix,
+        buckets=store.buckets,
+        key_prefix=store.key_prefix,
         custom_in_redis=(options.store_section or {}).get("type") not in (None, "redis"),
         loop_stall_bound=options.loop_stall_bound,
         end=end,
@@ -546,6 +583,7 @@ def _describe(
         "options": options_data,
         "receiver": receiver,
         "chaos_errors": list(chaos_errors),
+        "measured": measured,
     }
     (out / "run.json").write_text(json.dumps(run_file, indent=2) + "\n")
     return out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.calibrate import calibrate, spec_from_load
+from harness.calibrate import calibrate, describe, spec_from_load
 from harness.cli import main
 from harness.simrun import run_and_check
 from harness.sweep import Limits, judge, over_seeds, recommend
@@ -30,6 +30,7 @@ def test_a_small_sweep_writes_table_plots_and_recommendation(tmp_path: Path, cap
     assert (table["redis_ops_per_s"] > 0).all()
     for name in ("lateness.png", "redis_ops.png", "memory.png", "oldest_due.png"):
         assert (out / name).stat().st_size > 5_000
+    assert (out / "calibration.png").stat().st_size > 5_000
     recommendation = (out / "recommendation.txt").read_text()
     assert "pod(s)" in recommendation or "no configuration" in recommendation
     printed = capsys.readouterr().out
@@ -54,7 +55,11 @@ def test_calibration_reads_the_workload_off_the_history(tmp_path: Path) -> None:
     spec = spec_from_load(tmp_path)
     assert spec.pods == 3
     assert spec.workload.conversations == 60
-    assert "difference" in calibrate(tmp_path)
+    [point] = calibrate([tmp_path])
+    assert "difference" in describe([point])
+    assert point.predicted["fires"] > 0
+    assert point.measured["fires"] > 0
+    assert "Redis commands/s: not measured by this run" in point.describe()
 
 
 def test_seeds_per_point_give_the_median_and_the_spread(tmp_path: Path) -> None:
