@@ -395,11 +395,11 @@ ADMIN_COMMANDS = frozenset({"cmdstat_info", "cmdstat_client", "cmdstat_hello"})
 """What counting itself sends (and what redis-py sends on connecting): not the pods' load."""
 
 
-def _commands_processed(topology: Topology) -> int | None:
-    """Commands the deployment's masters have processed so far (`INFO commandstats`, without
-    the counting's own), or None when one of them cannot answer (a fault left it down): what
-    a capacity calibration compares with the simulator's Redis calls."""
-    total = 0
+def _commands_processed(topology: Topology) -> dict[str, int] | None:
+    """Commands the deployment's masters have processed so far, by name (`INFO
+    commandstats`, without the counting's own), or None when one of them cannot answer (a
+    fault left it down): what a capacity calibration compares with the simulator's calls."""
+    total: dict[str, int] = {}
     for node in topology.nodes:
         if node.role in {"sentinel", "replica"}:
             continue
@@ -408,19 +408,26 @@ def _commands_processed(topology: Topology) -> int | None:
                 stats = admin.info("commandstats")
         except (redis.RedisError, OSError):
             return None
-        total += sum(
-            int(value["calls"]) for name, value in stats.items() if name not in ADMIN_COMMANDS
-        )
+        for name, value in stats.items():
+            if name not in ADMIN_COMMANDS:
+                command = name.removeprefix("cmdstat_")
+                total[command] = total.get(command, 0) + int(value["calls"])
     return total
 
 
-def _measured(before: int | None, after: int | None, since: float) -> dict[str, float]:
-    """Redis commands processed during the run and over how many seconds (run.json); nothing
-    when a count failed or a restart reset the counters in between."""
+def _measured(
+    before: dict[str, int] | None, after: dict[str, int] | None, since: float
+) -> dict[str, Any]:
+    """Redis commands processed during the run, in all and by name, and over how many
+    seconds (run.json); nothing when a count failed or a restart reset the counters."""
     seconds = time.time() - since
-    if before is None or after is None or after < before or seconds <= 0:
+    if before is None or after is None or seconds <= 0:
         return {}
-    return {"redis_commands": float(after - before), "seconds": seconds}
+    by_name = {name: calls - before.get(name, 0) for name, calls in after.items()}
+    if any(calls < 0 for calls in by_name.values()):
+        return {}
+    by_name = {name: calls for name, calls in sorted(by_name.items()) if calls}
+    return {"redis_commands": sum(by_name.values()), "by_command": by_name, "seconds": seconds}
 
 
 CONNECTION_KEYS = (
@@ -559,7 +566,7 @@ def _describe(
     end: float,
     receiver: dict[str, Any],
     chaos_errors: Sequence[str],
-    measured: dict[str, float],
+    measured: dict[str, Any],
 ) -> Path:
     """Merge the histories and describe the run (`run.json`); the harness judges it."""
     merge_histories((out / "histories").glob("*.csv"), out / "history.csv")

@@ -37,6 +37,9 @@ class PodLink:
     cuts: int = 0
     """Partial outages in force: while above 0 this pod alone cannot reach Redis."""
     calls: int = field(default=0)
+    """Requests sent (a pipeline is one)."""
+    scripts: int = field(default=0)
+    """EVALSHA commands among them (what a load run's `INFO commandstats` counts as evalsha)."""
     cpu: Queue = field(default_factory=Queue)
     """The pod's CPU, which encodes requests and parses replies when the run has costs."""
 
@@ -80,6 +83,7 @@ class SimConnection(FakeAsyncRedisConnection):
         loop = asyncio.get_running_loop()
         timeout = self.socket_timeout or 1e9
         self.link.calls += 1
+        self.link.scripts += sum(chunk.count(b"\r\nEVALSHA\r\n") for chunk in chunks)
         costs = self.link.redis.costs
         if costs is not None:  # the pod's CPU encodes the request before the socket sees it
             await self.link.cpu.use(costs.pod_per_call)

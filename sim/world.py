@@ -201,6 +201,7 @@ class World:
             "duration": duration,
             "measured": {
                 "redis_calls": sum(pod.link.calls for pod in self.pods),
+                "redis_scripts": sum(pod.link.scripts for pod in self.pods),
                 "redis_busy": self.redis.thread.busy,
                 "pod_cpu_busy": [pod.link.cpu.busy for pod in self.pods],
             },

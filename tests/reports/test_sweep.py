@@ -59,7 +59,7 @@ def test_calibration_reads_the_workload_off_the_history(tmp_path: Path) -> None:
     assert "difference" in describe([point])
     assert point.predicted["fires"] > 0
     assert point.measured["fires"] > 0
-    assert "Redis commands/s: not measured by this run" in point.describe()
+    assert "store script calls (EVALSHA), whole run: not measured by this run" in point.describe()
 
 
 def test_seeds_per_point_give_the_median_and_the_spread(tmp_path: Path) -> None:
