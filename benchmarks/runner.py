@@ -38,6 +38,7 @@ from benchmarks.rows.common import (
     Line,
     RowContext,
     RowResult,
+    median,
     quiet_progress,
     stderr_progress,
 )
@@ -206,6 +207,30 @@ def write_outputs(report: BenchReport, out: Path) -> None:
     results.write_text(json.dumps(report.to_data(), indent=2) + "\n", encoding="utf-8")
     table.write_text(report.table() + "\n", encoding="utf-8")
     draw(report, plot)
+    costs = measured_costs(report)
+    if costs and not report.quick:
+        path = out / COSTS_FILE
+        path.write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
+        report.files["costs"] = str(path)
+
+
+COSTS_FILE = "costs.json"
+"""Service times measured by the run, in `sim/costs.py`'s fields: `timerlab sweep` reads them
+from beside its `--bench` results."""
+
+
+def measured_costs(report: BenchReport) -> dict[str, Any]:
+    """The medians of the service times the rows measured (the dropin row: a store call's
+    client CPU and Redis time); the other costs keep their defaults."""
+    figures: dict[str, list[float]] = {}
+    for row in report.rows:
+        for line in row.lines:
+            for name in ("pod_per_call", "redis_per_command"):
+                figures.setdefault(name, []).extend(line.extra.get(name, []))
+    costs: dict[str, Any] = {name: median(v) for name, v in figures.items() if v}
+    if costs:
+        costs["source"] = f"timerlab bench, {report.started} ({report.machine})"
+    return costs
 
 
 def draw(report: BenchReport, path: Path) -> None:

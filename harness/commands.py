@@ -393,15 +393,20 @@ def sweep(args: argparse.Namespace) -> int:
 
 
 def _costs(args: argparse.Namespace) -> Any:
-    """The service times a sweep runs with: a file's, the defaults, or none."""
+    """The service times a sweep runs with: `--costs`, else those `timerlab bench` measured
+    here (costs.json beside the `--bench` results), else the defaults; none with --no-costs."""
+    from benchmarks.runner import COSTS_FILE
     from sim.costs import CostsError, ServiceCosts
 
     if args.no_costs:
         return None
-    if args.costs is None:
-        return ServiceCosts()
+    path = args.costs
+    if path is None:
+        path = args.bench.parent / COSTS_FILE
+        if not path.exists():
+            return ServiceCosts()
     try:
-        return ServiceCosts.load(args.costs)
+        return ServiceCosts.load(path)
     except CostsError as exc:
         raise UsageError(str(exc)) from None
 

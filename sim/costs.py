@@ -16,13 +16,14 @@ replies and tasks, so no run gets faster by skipping work. Commands take effect 
 order, as on a real single-threaded server; only their replies wait for the queue.
 
 The correctness gate runs without costs (its bounds are about faults, not capacity);
-`timerlab sweep` runs with them. The defaults were measured on the project's 2-core machine
-(README, Capacity planning): Redis's cost per call is `INFO commandstats` for the store's
-scripts under load, per reply byte the expiry bench's server time over its reply size; a
-pod's per-call and per-byte costs are the client CPU of `timerlab bench dropin` and `expiry`.
-A pod's cost per message and per callback depend on the application around the store (HTTP
-server, NLU, the callback's own work); the defaults are those of `loadtest/pod.py`'s aiohttp
-pod, and a user gives their own in a costs file (`timerlab sweep --costs FILE`).
+`timerlab sweep` runs with them: `--costs FILE`, else the `costs.json` that `timerlab bench`
+wrote beside its results (a store call's client CPU and Redis time, measured by the dropin
+row), else these defaults. Measured on the project's 2-core machine, 2026-11-30: a store call
+costs ~108 µs of client CPU and ~16 µs of Redis (`timerlab bench dropin`); per reply byte,
+the expiry row's server and client time over its reply size (~25 ns each). A pod's cost per
+message and per callback depend on the application around the store (HTTP server, NLU, the
+callback's own work): the defaults are an assumption, not a measurement, and a user gives
+their own in a costs file.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ class CostsError(ValueError):
 class ServiceCosts:
     """Seconds each piece of work takes (see the module docstring)."""
 
-    redis_per_command: float = 10e-6
+    redis_per_command: float = 16e-6
     redis_per_reply_byte: float = 25e-9
-    pod_per_call: float = 60e-6
+    pod_per_call: float = 108e-6
     pod_per_reply_byte: float = 25e-9
     pod_per_message: float = 400e-6
     pod_per_fire: float = 300e-6

@@ -231,3 +231,20 @@ def test_fast_uuid_text_is_a_version_4_uuid() -> None:
     for _ in range(1000):
         bits = rng.getrandbits(128)
         assert uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
+
+
+def test_the_measured_service_times_are_what_a_sweep_loads(tmp_path: Path) -> None:
+    from benchmarks.rows.common import Line, RowResult
+    from benchmarks.runner import COSTS_FILE, BenchReport, measured_costs
+    from sim.costs import ServiceCosts
+
+    line = Line("dropin", "store c=1", "ops/s", "higher")
+    line.extra = {"pod_per_call": [1e-4, 3e-4, 2e-4], "redis_per_command": [1e-5, 2e-5, 3e-5]}
+    report = BenchReport([RowResult("dropin", [line])], "2026-11-30T10:00Z", "here", False)
+    costs = measured_costs(report)
+    assert (costs["pod_per_call"], costs["redis_per_command"]) == (2e-4, 2e-5)
+    (tmp_path / COSTS_FILE).write_text(json.dumps(costs), encoding="utf-8")
+    loaded = ServiceCosts.load(tmp_path / COSTS_FILE)
+    assert (loaded.pod_per_call, loaded.redis_per_command) == (2e-4, 2e-5)
+    assert loaded.pod_per_message == ServiceCosts().pod_per_message  # not measured: default
+    assert "timerlab bench, 2026-11-30T10:00Z" in loaded.source

@@ -207,6 +207,9 @@ async def _measure(
     try:
         for concurrency in (1, 64):
             for way in order:
+                if way == "ours" and concurrency == 1:
+                    await _costs_of_ours(ways, window, lines["store c=1"])
+                    continue
                 rate = await throughput(ways.store(way), concurrency, window)
                 getattr(lines[f"store c={concurrency}"], way).append(rate)
         for way in order:
@@ -217,6 +220,27 @@ async def _measure(
             getattr(lines["poll 1k due"], way).append(await ways.poll(way, cutoff))
     finally:
         await ways.close()
+
+
+async def _costs_of_ours(ways: _Ways, window: float, line: Line) -> None:
+    """Ours at concurrency 1, and what each call cost: this process's CPU (encoding, the
+    socket write, parsing: `pod_per_call` of `sim/costs.py`) and Redis's time in the script
+    (`INFO commandstats`: `redis_per_command`). `timerlab bench` writes them to costs.json,
+    which `timerlab sweep` uses."""
+    admin = ways.server.sync_client()
+    before = admin.info("commandstats").get("cmdstat_evalsha", {})
+    cpu, wall = time.process_time(), time.perf_counter()
+    rate = await throughput(ways.store("ours"), 1, window)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    after = admin.info("commandstats").get("cmdstat_evalsha", {})
+    admin.close()
+    calls = rate * wall
+    line.ours.append(rate)
+    line.extra.setdefault("pod_per_call", []).append(cpu / calls)
+    scripts = after.get("calls", 0) - before.get("calls", 0)
+    if scripts > 0:
+        server = (after.get("usec", 0) - before.get("usec", 0)) / scripts / 1e6
+        line.extra.setdefault("redis_per_command", []).append(server)
 
 
 def run(ctx: RowContext) -> RowResult:

@@ -96,3 +96,15 @@ def test_an_slo_is_met_only_if_the_worst_seed_meets_it() -> None:
     assert not judge(table, limits, 2.0)["meets_slo"].iloc[0]  # the median (1.2) alone would
     assert "no configuration in the grid meets" in recommend(judge(table, limits, 2.0), 2.0)
     assert judge(table, limits, 3.0)["meets_slo"].iloc[0]
+
+
+def test_a_sweep_runs_with_the_service_times_the_bench_measured(tmp_path: Path) -> None:
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "costs.json").write_text('{"pod_per_call": 0.0002, "source": "my bench"}', "utf-8")
+    out = tmp_path / "sweep"
+    assert main(["-q", "sweep", "--pods", "1", "--conversations", "40", "--duration", "20",
+                 "--bench", str(bench / "results.json"), "--out", str(out)]) == 0  # fmt: skip
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "pod_per_call 200 µs" in page
+    assert "my bench" in page
