@@ -79,7 +79,7 @@ def run(ctx: RowContext) -> RowResult:
     label = f"{conversations // 1000}k conv" if conversations >= 1000 else f"{conversations} conv"
     line = Line(NAME, label, "s", "lower")
     line.target = Target("≤2x lim", max_vs_limit=2.0)
-    capacity = Line(NAME, f"capacity {label}", "s", "lower")
+    capacity = Line(NAME, f"{label.removesuffix(' conv')} capacity", "s", "lower")
     capacity.target = Target("≤0.05x lim", max_vs_limit=0.05)
     line.extra = {"speed": [], "calls": [], "simulated_seconds": []}
     results: list[dict[str, Any]] = []
