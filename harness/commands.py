@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -353,11 +354,19 @@ def _load_store_section(args: argparse.Namespace) -> dict[str, Any] | None:
 def sweep(args: argparse.Namespace) -> int:
     from harness.sweep import Limits, grid, sweep, write_sweep
 
+    if args.merge:
+        return _merge_sweep(args)
     if args.duration <= 0 or args.jobs < 1 or args.seeds < 1:
         raise UsageError("--duration must be positive, and --jobs and --seeds at least 1")
     points = grid(
         args.pods, args.conversations, args.message_rate, args.timeout, args.poll_interval
     )
+    shard = _shard(args.shard) if args.shard else None
+    if shard is not None:
+        total, points = len(points), shard.select(points)
+        if not points:
+            raise UsageError(f"--shard {shard}: the grid has {total} point(s); cut it in fewer")
+        print(f"slice {shard}: {len(points)} of the grid's {total} points", file=sys.stderr)
     limits = Limits.from_bench(args.bench, args.round_trip)
     costs = _costs(args)
     print(
@@ -383,12 +392,64 @@ def sweep(args: argparse.Namespace) -> int:
     index = write_sweep(
         table, limits, args.out, slo=args.slo_lateness, calibration=calibration, costs=costs
     )
+    identity = {key: getattr(args, key) for key in SWEEP_KEYS}
+    identity["costs"] = None if costs is None else costs.to_data()
+    slice_of = {"grid": identity, "shard": None if shard is None else str(shard)}
+    (args.out / SWEEP_FILE).write_text(json.dumps(slice_of, indent=2) + "\n", encoding="utf-8")
     print((args.out / "recommendation.txt").read_text(), end="")
     if calibration:
         from harness.calibrate import describe
 
         print(describe(calibration))
     print(f"sweep: {index}")
+    return 0
+
+
+SWEEP_FILE = "sweep.json"
+"""What a sweep's output directory records of the sweep (grid, costs, slice): `--merge`
+checks that the slices it combines belong to one sweep."""
+SWEEP_KEYS = (
+    "pods", "conversations", "message_rate", "timeout", "poll_interval", "duration", "seeds",
+    "full",
+)  # fmt: skip
+
+
+def _merge_sweep(args: argparse.Namespace) -> int:
+    """`timerlab sweep --merge DIR...`: one capacity table and page from a sweep's slices."""
+    import pandas as pd
+
+    from harness.shards import ShardError, complete_slices
+    from harness.sweep import POINT, Limits, judge, write_sweep
+    from sim.costs import ServiceCosts
+
+    if args.shard:
+        raise UsageError("--merge combines slices; it takes no --shard")
+    parts = []
+    for directory in args.merge:
+        try:
+            identity = json.loads((directory / SWEEP_FILE).read_text(encoding="utf-8"))
+            table = pd.read_csv(directory / "capacity.csv")
+        except (OSError, ValueError):
+            raise UsageError(f"{directory} is not the output of a timerlab sweep") from None
+        parts.append((identity, table))
+    if len({json.dumps(identity["grid"], sort_keys=True) for identity, _ in parts}) > 1:
+        raise UsageError("the slices come from different sweeps (grid, duration, seeds or costs)")
+    try:
+        count = complete_slices([identity["shard"] for identity, _ in parts])
+    except ShardError as exc:
+        raise UsageError(str(exc)) from None
+    grid = parts[0][0]["grid"]
+    costs = None if grid["costs"] is None else ServiceCosts(**grid["costs"])
+    table = pd.concat([table for _, table in parts]).sort_values(POINT, ignore_index=True)
+    limits = Limits.from_bench(args.bench, args.round_trip)
+    table = judge(table, limits, args.slo_lateness)
+    index = write_sweep(
+        table, limits, args.out, slo=args.slo_lateness, calibration=None, costs=costs
+    )
+    whole = {"grid": grid, "shard": None, "merged_from": count}
+    (args.out / SWEEP_FILE).write_text(json.dumps(whole, indent=2) + "\n", encoding="utf-8")
+    print((args.out / "recommendation.txt").read_text(), end="")
+    print(f"sweep: {index} ({len(table)} points from {count} slice(s))")
     return 0
 
 

@@ -185,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-costs", action="store_true", help="work takes no simulated time (no knee)"
     )
     scheduler_option(sweep)
+    sweep.add_argument(
+        "--shard", metavar="K/N", help="run only slice K of N of the grid's points (a CI job)"
+    )
+    sweep.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="combine the output directories of every slice into one sweep (runs nothing)",
+    )
     sweep.add_argument("--out", type=Path, default=Path("reports/sweep"))
     sweep.set_defaults(handler=commands.sweep)
 

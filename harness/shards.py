@@ -70,24 +70,7 @@ def merge(paths: Sequence[Path]) -> dict[str, Any]:
             f"range differ): {', '.join(str(path) for path in paths)}"
         )
     gate = parts[0]["gate"]
-    shards = [part["gate"].get("shard") for part in parts]
-    if None in shards:
-        if len(parts) > 1:
-            raise ShardError("a summary of a whole gate cannot be merged with others")
-        count = 1
-    else:
-        slices = [Shard.parse(text) for text in shards]
-        counts = {shard.count for shard in slices}
-        if len(counts) > 1:
-            raise ShardError(f"the slices were cut differently: {', '.join(shards)}")
-        count = counts.pop()
-        seen = Counter(shard.index for shard in slices)
-        twice = sorted(index for index, times in seen.items() if times > 1)
-        missing = sorted(set(range(1, count + 1)) - set(seen))
-        if twice:
-            raise ShardError(f"slices given more than once: {', '.join(map(str, twice))}")
-        if missing:
-            raise ShardError(f"slices missing: {', '.join(f'{k}/{count}' for k in missing)}")
+    count = complete_slices([part["gate"].get("shard") for part in parts])
     seeds = sorted((item for part in parts for item in part["seeds"]), key=lambda s: s["seed"])
     planned = range(gate["first_seed"], gate["first_seed"] + gate["seeds"])
     ran = {item["seed"] for item in seeds}
@@ -111,6 +94,28 @@ def merge(paths: Sequence[Path]) -> dict[str, Any]:
         )[:3],
     }
     return merged
+
+
+def complete_slices(shards: Sequence[str | None]) -> int:
+    """How many slices `shards` (each `K/N`, or None for a whole run) were cut into, once it
+    is checked that they are all the slices of one cut, each exactly once."""
+    if None in shards:
+        if len(shards) > 1:
+            raise ShardError("a whole run cannot be merged with others")
+        return 1
+    slices = [Shard.parse(str(text)) for text in shards]
+    counts = {shard.count for shard in slices}
+    if len(counts) > 1:
+        raise ShardError(f"the slices were cut differently: {', '.join(map(str, shards))}")
+    count = counts.pop()
+    seen = Counter(shard.index for shard in slices)
+    twice = sorted(index for index, times in seen.items() if times > 1)
+    missing = sorted(set(range(1, count + 1)) - set(seen))
+    if twice:
+        raise ShardError(f"slices given more than once: {', '.join(map(str, twice))}")
+    if missing:
+        raise ShardError(f"slices missing: {', '.join(f'{k}/{count}' for k in missing)}")
+    return count
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -108,3 +108,34 @@ def test_a_sweep_runs_with_the_service_times_the_bench_measured(tmp_path: Path) 
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "pod_per_call 200 µs" in page
     assert "my bench" in page
+
+
+def test_sweep_slices_merge_into_the_whole_sweep(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    grid = ["--pods", "1,2", "--conversations", "40,80", "--duration", "20",
+            "--slo-lateness", "2"]  # fmt: skip
+    assert main(["-q", "sweep", *grid, "--out", str(tmp_path / "whole")]) == 0
+    for k in (1, 2, 3):
+        out = tmp_path / f"slice{k}"
+        assert main(["-q", "sweep", *grid, "--shard", f"{k}/3", "--out", str(out)]) == 0
+    slices = [str(tmp_path / f"slice{k}") for k in (3, 1, 2)]
+    merged = tmp_path / "merged"
+    assert main(["-q", "sweep", "--merge", *slices, "--slo-lateness", "2",
+                 "--out", str(merged)]) == 0  # fmt: skip
+    whole = pd.read_csv(tmp_path / "whole" / "capacity.csv")
+    both = pd.read_csv(merged / "capacity.csv")
+    pd.testing.assert_frame_equal(both, whole)
+    assert (merged / "recommendation.txt").read_text() == (
+        tmp_path / "whole" / "recommendation.txt"
+    ).read_text()
+    capsys.readouterr()
+    assert main(["-q", "sweep", "--merge", *slices[:2], "--out", str(tmp_path / "x")]) == 2
+    assert "slices missing: 2/3" in capsys.readouterr().err
+    assert main(["-q", "sweep", "--pods", "1", "--conversations", "40", "--duration", "10",
+                 "--shard", "2/3", "--out", str(tmp_path / "z")]) == 2  # fmt: skip
+    assert "the grid has 1 point(s)" in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert main(["-q", "sweep", "--pods", "1,2,4", "--conversations", "40", "--duration", "10",
+                 "--shard", "2/3", "--out", str(other)]) == 0  # fmt: skip
+    assert main(["-q", "sweep", "--merge", slices[0], slices[1], str(other),
+                 "--out", str(tmp_path / "y")]) == 2  # fmt: skip
+    assert "different sweeps" in capsys.readouterr().err
