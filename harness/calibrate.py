@@ -98,6 +98,8 @@ class CalibrationPoint:
     spec: RunSpec
     measured: dict[str, float]
     predicted: dict[str, float]
+    per_message: float | None = None
+    """A pod's CPU per message, estimated from the load run's pod CPU (`estimate_per_message`)."""
 
     def describe(self) -> str:
         spec = self.spec
@@ -116,6 +118,12 @@ class CalibrationPoint:
             lines.append(
                 f"  {label}: simulator {sim:.3f}{unit}, real {real:.3f}{unit}, "
                 f"difference {sim - real:+.3f}{unit} ({_relative(sim, real)})"
+            )
+        if self.per_message is not None:
+            used = (self.spec.costs or ServiceCosts()).pod_per_message
+            lines.append(
+                f"  pod CPU per message (from the pods' CPU): {self.per_message * 1e6:.0f} µs; "
+                f"the simulator used {used * 1e6:.0f} µs"
             )
         return "\n".join(lines)
 
@@ -142,7 +150,42 @@ def _point(run_dir: Path, costs: ServiceCosts | None) -> CalibrationPoint:
         measured["scripts"] = float(load["by_command"].get("evalsha", 0))
     prediction = {key: predicted.stats[key] for key, _, _ in METRICS[:3]}
     prediction["scripts"] = float(simulated["measured"]["redis_scripts"])
-    return CalibrationPoint(run_dir, spec, measured, prediction)
+    per_message = None
+    if "pod_cpu_seconds" in load:
+        history = read_history(run_dir / "history.csv")
+        messages = int((history["kind"] == "message").sum())
+        per_message = estimate_per_message(
+            load["pod_cpu_seconds"], messages, measured["fires"], costs or ServiceCosts()
+        )
+    return CalibrationPoint(run_dir, spec, measured, prediction, per_message)
+
+
+def estimate_per_message(
+    cpu: float, messages: int, fires: float, costs: ServiceCosts
+) -> float | None:
+    """A pod's own CPU per message (`pod_per_message`): the pods' CPU over the run, less what
+    the other costs account for (a store call per message, a callback per fire), per message.
+    It also carries the pods' idle polling and start-up, so it errs high on light runs."""
+    if messages <= 0:
+        return None
+    other = messages * costs.pod_per_call + fires * costs.pod_per_fire
+    return max(0.0, (cpu - other) / messages)
+
+
+def calibrated_costs(
+    points: Sequence[CalibrationPoint], costs: ServiceCosts | None
+) -> ServiceCosts | None:
+    """The costs the sweep used, with `pod_per_message` taken from the load runs (the median
+    of their estimates), for `--costs` next time; None when no run measured its pods' CPU."""
+    estimates = sorted(p.per_message for p in points if p.per_message is not None)
+    if not estimates:
+        return None
+    runs = ", ".join(str(p.run_dir) for p in points)
+    return dataclasses.replace(
+        costs or ServiceCosts(),
+        pod_per_message=estimates[len(estimates) // 2],
+        source=f"pod_per_message from timerlab load runs {runs}",
+    )
 
 
 def describe(points: Sequence[CalibrationPoint]) -> str:

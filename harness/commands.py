@@ -398,13 +398,20 @@ def sweep(args: argparse.Namespace) -> int:
     (args.out / SWEEP_FILE).write_text(json.dumps(slice_of, indent=2) + "\n", encoding="utf-8")
     print((args.out / "recommendation.txt").read_text(), end="")
     if calibration:
-        from harness.calibrate import describe
+        from harness.calibrate import calibrated_costs, describe
 
         print(describe(calibration))
+        fitted = calibrated_costs(calibration, costs)
+        if fitted is not None:
+            path = args.out / CALIBRATED_COSTS
+            path.write_text(json.dumps(fitted.to_data(), indent=2) + "\n", encoding="utf-8")
+            print(f"costs with the pods' measured CPU per message: {path} (use with --costs)")
     print(f"sweep: {index}")
     return 0
 
 
+CALIBRATED_COSTS = "calibrated-costs.json"
+"""Where a sweep with `--calibration` writes its costs with the load runs' `pod_per_message`."""
 SWEEP_FILE = "sweep.json"
 """What a sweep's output directory records of the sweep (grid, costs, slice): `--merge`
 checks that the slices it combines belong to one sweep."""

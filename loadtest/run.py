@@ -30,10 +30,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
-import redis
 import yaml
 
 from loadtest.chaos import FAILOVER_TIMEOUT, ChaosController, WorldLog
+from loadtest.measure import commands_processed, measured_since, pods_cpu
 from loadtest.proxy import HOST, ProxyControl
 from loadtest.scenarios import (
     MIN_FAULT_RUN,
@@ -362,7 +362,7 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> P
                 f"{options.pods} pods ready" + (" behind proxies" if deployment.proxies else "")
             )
             world.record("run_start", scenario=options.scenario, users=options.users)
-            commands_before = _commands_processed(topology)
+            commands_before = commands_processed(topology)
             load_start = time.time()
             chaos = ChaosController(
                 deployment, faults, world, persistence=options.persistence, progress=progress
@@ -379,7 +379,8 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> P
             time.sleep(quiet)
             end = world.record("run_end")
             stats: dict[str, Any] = _http_json(f"{deployment.receiver}/stats")
-            measured = _measured(commands_before, _commands_processed(topology), load_start)
+            measured = measured_since(commands_before, commands_processed(topology), load_start)
+            measured.update(pods_cpu([deployment.fleet.url(i) for i in range(options.pods)]))
         finally:
             with _uninterrupted():
                 if chaos is not None:
@@ -389,45 +390,6 @@ def run_load(options: LoadOptions, progress: Callable[[str], None] = print) -> P
                 topology.stop()
                 world.close()
     return _describe(options, out, settings, deployment.store, end, stats, chaos.errors, measured)
-
-
-ADMIN_COMMANDS = frozenset({"cmdstat_info", "cmdstat_client", "cmdstat_hello"})
-"""What counting itself sends (and what redis-py sends on connecting): not the pods' load."""
-
-
-def _commands_processed(topology: Topology) -> dict[str, int] | None:
-    """Commands the deployment's masters have processed so far, by name (`INFO
-    commandstats`, without the counting's own), or None when one of them cannot answer (a
-    fault left it down): what a capacity calibration compares with the simulator's calls."""
-    total: dict[str, int] = {}
-    for node in topology.nodes:
-        if node.role in {"sentinel", "replica"}:
-            continue
-        try:
-            with topology.client(node, socket_timeout=2.0) as admin:
-                stats = admin.info("commandstats")
-        except (redis.RedisError, OSError):
-            return None
-        for name, value in stats.items():
-            if name not in ADMIN_COMMANDS:
-                command = name.removeprefix("cmdstat_")
-                total[command] = total.get(command, 0) + int(value["calls"])
-    return total
-
-
-def _measured(
-    before: dict[str, int] | None, after: dict[str, int] | None, since: float
-) -> dict[str, Any]:
-    """Redis commands processed during the run, in all and by name, and over how many
-    seconds (run.json); nothing when a count failed or a restart reset the counters."""
-    seconds = time.time() - since
-    if before is None or after is None or seconds <= 0:
-        return {}
-    by_name = {name: calls - before.get(name, 0) for name, calls in after.items()}
-    if any(calls < 0 for calls in by_name.values()):
-        return {}
-    by_name = {name: calls for name, calls in sorted(by_name.items()) if calls}
-    return {"redis_commands": sum(by_name.values()), "by_command": by_name, "seconds": seconds}
 
 
 CONNECTION_KEYS = (

@@ -6,6 +6,7 @@ own process), with a Redis kill -9 and restart in the middle of the load.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -36,6 +37,10 @@ def test_redis_restart_under_load(tmp_path: Path) -> None:
     # With every pod cut off, writes land in the fallbacks: the users never see a failure.
     assert result.failed_requests == 0, result.summary()
     assert result.fires_deduplicated > 0
+    # What a calibration reads: the pods' CPU; Redis's command counts were reset by the restart.
+    measured = json.loads((out / "run.json").read_text(encoding="utf-8"))["measured"]
+    assert measured["pod_cpu_seconds"] > 0
+    assert "redis_commands" not in measured
 
     # The receiver saw every successful fire, and nothing no pod started.
     history = read_history(out / "history.csv")

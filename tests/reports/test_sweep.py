@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from harness.calibrate import calibrate, describe, spec_from_load
 from harness.cli import main
@@ -139,3 +140,14 @@ def test_sweep_slices_merge_into_the_whole_sweep(tmp_path: Path, capsys) -> None
     assert main(["-q", "sweep", "--merge", slices[0], slices[1], str(other),
                  "--out", str(tmp_path / "y")]) == 2  # fmt: skip
     assert "different sweeps" in capsys.readouterr().err
+
+
+def test_a_pods_cpu_per_message_is_what_the_other_costs_leave() -> None:
+    from harness.calibrate import estimate_per_message
+    from sim.costs import ServiceCosts
+
+    costs = ServiceCosts(pod_per_call=100e-6, pod_per_fire=300e-6)
+    # 2 s of CPU for 1,000 messages and 500 fires: 0.1 s of calls, 0.15 s of callbacks.
+    assert estimate_per_message(2.0, 1000, 500, costs) == pytest.approx(1.75e-3)
+    assert estimate_per_message(0.01, 1000, 500, costs) == 0.0
+    assert estimate_per_message(1.0, 0, 0, costs) is None
