@@ -36,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
             "of --jobs workers (needs timerlab[scale])",
         )
 
+    def slice_options(command: argparse.ArgumentParser, items: str, kind: str, merge: str) -> None:
+        """`--shard K/N` and `--merge` (`harness.shards`): one slice per CI job, then one result."""
+        command.add_argument(
+            "--shard", metavar="K/N", help=f"run only slice K of N of {items} (a CI matrix job)"
+        )
+        command.add_argument(
+            "--merge", type=Path, nargs="+", metavar=kind, help=f"combine {merge} (runs nothing)"
+        )
+
     def run_options(command: argparse.ArgumentParser, *, seed_required: bool) -> None:
         command.add_argument("--scenario", default="swarm", choices=SCENARIOS, metavar="NAME")
         if seed_required:
@@ -77,16 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--out", type=Path, default=Path("runs/gate"), help="where failing runs go")
     gate.add_argument("--junit", type=Path, help="write JUnit XML: one test case per seed")
     gate.add_argument("--json", type=Path, help="write a JSON summary: every seed's outcome")
-    gate.add_argument(
-        "--shard", metavar="K/N", help="run only slice K of N of the seeds (a CI matrix job)"
-    )
-    gate.add_argument(
-        "--merge",
-        type=Path,
-        nargs="+",
-        metavar="JSON",
-        help="combine the --json summaries of every slice into one verdict (runs nothing)",
-    )
+    slice_options(gate, "the seeds", "JSON", "the --json summaries of every slice into one verdict")
     scheduler_option(gate)
     gate.set_defaults(handler=commands.gate)
 
@@ -185,15 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-costs", action="store_true", help="work takes no simulated time (no knee)"
     )
     scheduler_option(sweep)
-    sweep.add_argument(
-        "--shard", metavar="K/N", help="run only slice K of N of the grid's points (a CI job)"
-    )
-    sweep.add_argument(
-        "--merge",
-        type=Path,
-        nargs="+",
-        metavar="DIR",
-        help="combine the output directories of every slice into one sweep (runs nothing)",
+    slice_options(
+        sweep, "the grid's points", "DIR", "the slices' output directories into one sweep"
     )
     sweep.add_argument("--out", type=Path, default=Path("reports/sweep"))
     sweep.set_defaults(handler=commands.sweep)
